@@ -1,0 +1,176 @@
+package greylist
+
+import (
+	"regexp"
+	"strings"
+)
+
+// NullSender is how the empty envelope sender (bounces, DSNs, address
+// verification probes) appears in keys and logs.
+const NullSender = "<>"
+
+// maxAddrLen bounds an address part of a key. SMTP limits a path to 256
+// octets (RFC 5321 §4.5.3.1.3); a longer one is truncated rather than
+// allowed to make huge keys.
+const maxAddrLen = 320
+
+var (
+	// BATV: prvs=TAG=user, with variants used by some senders.
+	batvRe = regexp.MustCompile(`^(?:prvs|msprvs1|btv1)=+[0-9a-z]+=+(.+)$`)
+	// SRS0=HASH=TT=domain=local and SRS1=HASH=forwarder==HASH=TT=domain=local
+	// (the separator after SRS0/SRS1 may be '=', '+' or '-'). The hash and
+	// timestamp change daily; the rest identifies the original sender.
+	srs0Re = regexp.MustCompile(`^srs0[=+-][^=]+=[^=]+=(.+)$`)
+	srs1Re = regexp.MustCompile(`^srs1[=+-][^=]+=(.+?)==[^=]+=[^=]+=(.+)$`)
+)
+
+// NormalizeSender returns the form of an envelope sender used in triplet
+// keys: lower-cased, address extension removed, and the per-message parts of
+// BATV, SRS and VERP addresses replaced, so that a legitimate retry (and the
+// next message of the same correspondent) produces the same key. The null
+// sender is returned as "<>".
+func NormalizeSender(addr, delimiters string) string {
+	local, domain, ok := splitAddr(addr)
+	if !ok {
+		return NullSender
+	}
+	if m := batvRe.FindStringSubmatch(local); m != nil {
+		local = m[1]
+	}
+	if m := srs1Re.FindStringSubmatch(local); m != nil {
+		local = "srs1=" + m[1] + "==" + m[2]
+	} else if m := srs0Re.FindStringSubmatch(local); m != nil {
+		local = "srs0=" + m[1]
+	} else {
+		local = stripExtension(local, delimiters)
+	}
+	local = maskNumbers(local)
+	return joinAddr(local, domain)
+}
+
+// NormalizeRecipient returns the form of a recipient used in keys and list
+// lookups: lower-cased with the address extension removed.
+func NormalizeRecipient(addr, delimiters string) string {
+	local, domain, ok := splitAddr(addr)
+	if !ok {
+		return NullSender
+	}
+	return joinAddr(stripExtension(local, delimiters), domain)
+}
+
+// splitAddr lower-cases addr, drops angle brackets, surrounding space and a
+// trailing dot of the domain, and splits it at the last '@'. ok is false
+// for the null sender.
+func splitAddr(addr string) (local, domain string, ok bool) {
+	a := strings.TrimSpace(addr)
+	a = strings.TrimPrefix(a, "<")
+	a = strings.TrimSuffix(a, ">")
+	a = strings.TrimSpace(a)
+	if a == "" {
+		return "", "", false
+	}
+	a = strings.ToLower(a)
+	if i := strings.LastIndexByte(a, '@'); i >= 0 {
+		return a[:i], strings.TrimSuffix(a[i+1:], "."), true
+	}
+	return a, "", true
+}
+
+func joinAddr(local, domain string) string {
+	s := local
+	if domain != "" {
+		s += "@" + domain
+	}
+	s = escapeKeyPart(s)
+	if len(s) > maxAddrLen {
+		s = s[:maxAddrLen]
+	}
+	return s
+}
+
+// stripExtension removes an address extension: everything from the first
+// delimiter character on, as Postfix's recipient_delimiter does. A local
+// part that starts with a delimiter (owner lists like "-request") is kept.
+func stripExtension(local, delimiters string) string {
+	if delimiters == "" {
+		return local
+	}
+	if i := strings.IndexAny(local, delimiters); i > 0 {
+		return local[:i]
+	}
+	return local
+}
+
+// maskNumbers replaces every run of digits that stands alone between
+// non-alphanumeric characters with '#': VERP and list-bounce addresses such
+// as bounce-12345-678@ carry a fresh number per message. Digits inside a
+// word (user2024) are part of the name and stay.
+func maskNumbers(s string) string {
+	var b strings.Builder
+	changed := false
+	for i := 0; i < len(s); {
+		if isDigit(s[i]) && (i == 0 || !isWord(s[i-1])) {
+			j := i
+			for j < len(s) && isDigit(s[j]) {
+				j++
+			}
+			if j == len(s) || !isWord(s[j]) {
+				if !changed {
+					b.Grow(len(s))
+					b.WriteString(s[:i])
+					changed = true
+				}
+				b.WriteByte('#')
+				i = j
+				continue
+			}
+			if changed {
+				b.WriteString(s[i:j])
+			}
+			i = j
+			continue
+		}
+		if changed {
+			b.WriteByte(s[i])
+		}
+		i++
+	}
+	if !changed {
+		return s
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isWord(c byte) bool {
+	return isDigit(c) || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+}
+
+// escapeKeyPart makes a key component free of the space that separates key
+// parts and of control bytes, so that keys stay readable and unambiguous.
+func escapeKeyPart(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == 0x7f || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,307 @@
+package greylist
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Action is what happens to a recipient.
+type Action uint8
+
+const (
+	Pass     Action = iota // accept the recipient
+	Greylist               // answer 451 for this recipient
+)
+
+func (a Action) String() string {
+	if a == Greylist {
+		return "greylist"
+	}
+	return "pass"
+}
+
+// OnError says what a decision does when the store fails.
+type OnError uint8
+
+const (
+	// ErrorAccept passes the recipient: greylisting is a filter, not a gate,
+	// and a broken store must not stop mail.
+	ErrorAccept OnError = iota
+	// ErrorTempfail answers 451, for sites that prefer delay to spam.
+	ErrorTempfail
+)
+
+// Config configures an Engine. The zero value of each field means its
+// default.
+type Config struct {
+	Policy Policy
+	Mask   ClientMask
+	// Delimiters are the address extension delimiters ("+" by default; ""
+	// keeps extensions only when set through NoDelimiter).
+	Delimiters  string
+	NoDelimiter bool
+	// AutoWhitelist is the number of passed triplets after which a client
+	// skips greylisting; 0 turns the auto-whitelist off.
+	AutoWhitelist int
+	OnError       OnError
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives store outage reports (one on failure, one on
+	// recovery); nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultAutoWhitelist is the default number of passes that whitelist a
+// client.
+const DefaultAutoWhitelist = 5
+
+// awlInterval is how often a client's passes are counted: once an hour, so
+// one busy correspondent cannot whitelist itself in a minute.
+const awlInterval = time.Hour
+
+// Lists are the exemption lists; an Engine swaps them as a whole on reload.
+type Lists struct {
+	Trusted            *Networks      // never greylisted
+	Clients            *ClientList    // whitelisted clients
+	Recipients         *RecipientList // whitelisted recipients
+	NeverAutoWhitelist *ClientList    // clients the auto-whitelist must not learn
+}
+
+// Request is one recipient of one SMTP transaction.
+type Request struct {
+	Client netip.Addr // zero when the MTA gave no IP address
+	// ClientName is the forward-confirmed host name of the client, or "".
+	ClientName string
+	Sender     string // envelope sender as given; "" is the null sender
+	Recipient  string
+	// AuthUser is the SASL login of the session, or "".
+	AuthUser string
+}
+
+// Decision is the engine's answer for one Request.
+type Decision struct {
+	Action Action
+	Reason Reason
+	// Match is the list entry that exempted the recipient, if any.
+	Match string
+	// Key is the triplet key, when the triplet was looked up.
+	Key    string
+	Waited time.Duration // for ReasonRetried: how long the sender waited
+	// RetryIn is, when greylisted, how long until a retry passes.
+	RetryIn time.Duration
+	Err     error // the store error, for ReasonStoreError
+}
+
+// Engine decides recipients. It is safe for concurrent use.
+type Engine struct {
+	cfg   Config
+	store Store
+	lists atomic.Pointer[Lists]
+	log   *slog.Logger
+
+	down    atomic.Bool // fast path for storeOK
+	mu      sync.Mutex  // guards the outage report
+	outage  bool
+	failed  int
+	since   time.Time
+	lastErr error
+}
+
+// New returns an Engine deciding on store with cfg; zero fields take their
+// defaults.
+func New(store Store, cfg Config) *Engine {
+	if cfg.Policy.Delay == 0 {
+		cfg.Policy.Delay = DefaultPolicy.Delay
+	}
+	if cfg.Policy.RetryWindow == 0 {
+		cfg.Policy.RetryWindow = DefaultPolicy.RetryWindow
+	}
+	if cfg.Policy.MaxAge == 0 {
+		cfg.Policy.MaxAge = DefaultPolicy.MaxAge
+	}
+	if cfg.Mask.IPv4 == 0 {
+		cfg.Mask.IPv4 = DefaultClientMask.IPv4
+	}
+	if cfg.Mask.IPv6 == 0 {
+		cfg.Mask.IPv6 = DefaultClientMask.IPv6
+	}
+	if cfg.Delimiters == "" && !cfg.NoDelimiter {
+		cfg.Delimiters = "+"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{cfg: cfg, store: store, log: cfg.Logger}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	e.lists.Store(&Lists{})
+	return e
+}
+
+// SetLists replaces the exemption lists; decisions under way finish with
+// the lists they started with.
+func (e *Engine) SetLists(l *Lists) { e.lists.Store(l) }
+
+// Lists returns the lists in force.
+func (e *Engine) Lists() *Lists { return e.lists.Load() }
+
+// Config returns the engine's configuration with defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Now is the engine's clock.
+func (e *Engine) Now() time.Time { return e.cfg.Now() }
+
+// Decide decides one recipient: exemptions first (trusted network, SASL,
+// client and recipient whitelists, auto-whitelist), then the triplet.
+func (e *Engine) Decide(ctx context.Context, req Request) Decision {
+	if d, ok := e.Exempt(req); ok {
+		return d
+	}
+	l := e.lists.Load()
+	now := e.cfg.Now()
+	client := e.cfg.Mask.Key(req.Client)
+	awl := e.cfg.AutoWhitelist > 0
+	if awl {
+		if _, never := l.NeverAutoWhitelist.Match(req.Client, req.ClientName); never {
+			awl = false
+		}
+	}
+	if awl {
+		rec, _, err := e.store.Get(ctx, ClientKey(client))
+		switch {
+		case err == nil && rec.Count >= uint32(e.cfg.AutoWhitelist):
+			e.countPass(ctx, client, now)
+			e.storeOK()
+			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return e.storeFailed(err)
+		}
+	}
+
+	key := TripletKey(client,
+		NormalizeSender(req.Sender, e.cfg.Delimiters),
+		NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
+	var v Verdict
+	err := e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
+		next, ttl, verdict := e.cfg.Policy.Step(cur, now)
+		v = verdict
+		return next, ttl, nil
+	})
+	if err != nil {
+		d := e.storeFailed(err)
+		d.Key = key
+		return d
+	}
+	e.storeOK()
+	if v.Pass && awl {
+		e.countPass(ctx, client, now)
+	}
+	d := Decision{Action: Pass, Reason: v.Reason, Key: key, Waited: v.Waited, RetryIn: v.RetryIn}
+	if !v.Pass {
+		d.Action = Greylist
+	}
+	return d
+}
+
+// Exempt reports whether a request passes without looking at the store, and
+// why. It is cheap: the milter uses it to skip work for exempt sessions.
+func (e *Engine) Exempt(req Request) (Decision, bool) {
+	l := e.lists.Load()
+	if !req.Client.IsValid() {
+		return Decision{Action: Pass, Reason: ReasonNoClientAddr}, true
+	}
+	if m, ok := l.Trusted.Match(req.Client); ok {
+		return Decision{Action: Pass, Reason: ReasonTrusted, Match: m}, true
+	}
+	if req.AuthUser != "" {
+		return Decision{Action: Pass, Reason: ReasonSASL, Match: req.AuthUser}, true
+	}
+	if m, ok := l.Clients.Match(req.Client, req.ClientName); ok {
+		return Decision{Action: Pass, Reason: ReasonClientWhitelist, Match: m}, true
+	}
+	if req.Recipient != "" {
+		rcpt := NormalizeRecipient(req.Recipient, e.cfg.Delimiters)
+		if m, ok := l.Recipients.Match(rcpt); ok {
+			return Decision{Action: Pass, Reason: ReasonRcptWhitelist, Match: m}, true
+		}
+	}
+	return Decision{}, false
+}
+
+// countPass counts a pass of client for the auto-whitelist, at most once an
+// hour. A failure here does not change the decision already taken.
+func (e *Engine) countPass(ctx context.Context, client string, now time.Time) {
+	err := e.store.Update(ctx, ClientKey(client), func(cur *Record) (*Record, time.Duration, error) {
+		switch {
+		case cur == nil || now.Sub(cur.Last) > e.cfg.Policy.MaxAge:
+			return &Record{State: Passed, First: now, Last: now, Count: 1}, e.cfg.Policy.MaxAge, nil
+		case now.Sub(cur.Last) < awlInterval:
+			return nil, 0, nil
+		default:
+			n := *cur
+			n.Count++
+			n.Last = now
+			return &n, e.cfg.Policy.MaxAge, nil
+		}
+	})
+	if err != nil {
+		e.storeFailed(err)
+	}
+}
+
+// storeFailed turns a store error into the on_error decision and reports
+// the outage once, not once per recipient.
+func (e *Engine) storeFailed(err error) Decision {
+	e.mu.Lock()
+	e.failed++
+	e.lastErr = err
+	first := !e.outage
+	if first {
+		e.outage = true
+		e.since = e.cfg.Now()
+		e.down.Store(true)
+	}
+	e.mu.Unlock()
+	if first {
+		e.log.Warn("store failing; decisions follow on_error until it recovers",
+			"on_error", e.onErrorName(), "err", err)
+	}
+	d := Decision{Action: Pass, Reason: ReasonStoreError, Err: err}
+	if e.cfg.OnError == ErrorTempfail {
+		d.Action = Greylist
+	}
+	return d
+}
+
+func (e *Engine) storeOK() {
+	if !e.down.Load() {
+		return
+	}
+	e.mu.Lock()
+	if !e.outage {
+		e.mu.Unlock()
+		return
+	}
+	failed, since, lastErr := e.failed, e.since, e.lastErr
+	e.outage, e.failed, e.lastErr = false, 0, nil
+	e.down.Store(false)
+	e.mu.Unlock()
+	e.log.Warn("store recovered", "failed_decisions", failed,
+		"outage", e.cfg.Now().Sub(since).Round(time.Millisecond), "last_err", lastErr)
+}
+
+// StoreHealthy reports whether the last store operation succeeded.
+func (e *Engine) StoreHealthy() bool { return !e.down.Load() }
+
+func (e *Engine) onErrorName() string {
+	if e.cfg.OnError == ErrorTempfail {
+		return "tempfail"
+	}
+	return "accept"
+}

@@ -1,0 +1,145 @@
+// Package milter connects the greylist engine to MTAs: it speaks the milter
+// protocol (through go-milter) with Postfix and Sendmail, keeps one session
+// per SMTP connection, turns each recipient into a greylist.Request, and
+// the engine's decisions into SMTP replies, headers and log lines.
+package milter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"github.com/milter-grey/milter-grey/greylist"
+)
+
+// Config configures a Server.
+type Config struct {
+	Engine *greylist.Engine
+	// Reply is the greylist reply template (DefaultReply when empty).
+	Reply string
+	// AddHeader adds "X-Greylist: delayed N seconds by milter-grey on
+	// HOST" to messages that were delayed.
+	AddHeader bool
+	// Hostname names this host in the header (os.Hostname when empty).
+	Hostname string
+	// DecisionTimeout bounds the store work for one recipient, well inside
+	// the MTA's milter_command_timeout (default 5s).
+	DecisionTimeout time.Duration
+	// IdleTimeout closes a milter connection silent for this long (default
+	// 10 minutes: longer than an SMTP server waits for its client).
+	IdleTimeout time.Duration
+	// Log receives one line per decision; nil discards them.
+	Log *slog.Logger
+}
+
+// Server serves milter connections.
+type Server struct {
+	cfg Config
+	gm  *gomilter.Server
+
+	mu        sync.Mutex
+	listeners []*trackingListener
+}
+
+// NewServer returns a Server; cfg.Engine is required.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("milter: no engine")
+	}
+	if cfg.Reply == "" {
+		cfg.Reply = DefaultReply
+	}
+	if err := ValidateReply(cfg.Reply); err != nil {
+		return nil, fmt.Errorf("milter: %w", err)
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			h = "localhost"
+		}
+		cfg.Hostname = h
+	}
+	if cfg.DecisionTimeout == 0 {
+		cfg.DecisionTimeout = 5 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg}
+	s.gm = &gomilter.Server{
+		NewMilter: s.newSession,
+		Actions:   gomilter.OptAddHeader,
+		// No unknown-command events: go-milter closes the session on
+		// SMFIC_UNKNOWN (LIBRARIES.md G3).
+		Protocol: gomilter.OptNoUnknown,
+	}
+	return s, nil
+}
+
+// newSession is go-milter's NewMilter. go-milter also calls it after every
+// final response, which would lose the connection's state (see LIBRARIES.md
+// G1); sessions therefore never give a final response: see keep.
+func (s *Server) newSession() gomilter.Milter {
+	return &session{srv: s}
+}
+
+// Serve accepts milter connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	tl := newTrackingListener(ln, s.cfg.IdleTimeout)
+	s.mu.Lock()
+	s.listeners = append(s.listeners, tl)
+	s.mu.Unlock()
+	err := s.gm.Serve(tl)
+	if errors.Is(err, gomilter.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for open sessions to
+// end. When ctx is done first it closes them (the MTA then applies its
+// milter_default_action to what was in flight) and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.gm.Close()
+	s.mu.Lock()
+	ls := append([]*trackingListener(nil), s.listeners...)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for _, l := range ls {
+			l.wg.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, l := range ls {
+			l.closeAll()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
+
+// OpenSessions is the number of milter connections open now.
+func (s *Server) OpenSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.listeners {
+		n += l.open()
+	}
+	return n
+}
