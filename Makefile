@@ -1,0 +1,43 @@
+# milter-grey: make (build), make test (everything), make run (embedded default).
+GO     ?= go
+PREFIX ?= /usr
+
+.PHONY: all build test deps vet unit e2e run install clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o milter-grey ./cmd/milter-grey
+
+# The whole suite: formatting, vet, unit tests and the end-to-end tests
+# against real Postfix, swaks, miltertest and redis-server. The deps step
+# installs those Debian packages when missing (it needs root then).
+test: deps vet
+	$(GO) test -race -count=1 ./...
+
+deps:
+	@sh e2e/install-deps.sh
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e: deps
+	$(GO) test -count=1 -v ./e2e/
+
+# Serve on the embedded default (Badger in /var/lib/milter-grey, milter on
+# 127.0.0.1:10025), with /etc/milter-grey/milter-grey.toml if it exists.
+run:
+	$(GO) run ./cmd/milter-grey
+
+install: build
+	install -D -m 0755 milter-grey $(DESTDIR)$(PREFIX)/sbin/milter-grey
+	install -D -m 0644 contrib/milter-grey.service $(DESTDIR)/lib/systemd/system/milter-grey.service
+	install -D -m 0644 contrib/milter-grey.toml $(DESTDIR)/etc/milter-grey/milter-grey.toml
+
+clean:
+	rm -f milter-grey

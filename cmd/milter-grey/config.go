@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/milter-grey/milter-grey/greylist"
+	"github.com/milter-grey/milter-grey/milter"
+)
+
+// DefaultConfigPath is where the daemon looks for its configuration.
+const DefaultConfigPath = "/etc/milter-grey/milter-grey.toml"
+
+// config is the TOML configuration file. Every key has a default (see
+// defaultConfig and the README); the file may be absent or empty.
+type config struct {
+	// Milter socket and process.
+	Listen          string   `toml:"listen"`
+	SocketMode      string   `toml:"socket_mode"`
+	AllowPublic     bool     `toml:"allow_public_listen"`
+	ShutdownTimeout duration `toml:"shutdown_timeout"`
+	IdleTimeout     duration `toml:"idle_timeout"`
+	DecisionTimeout duration `toml:"decision_timeout"`
+
+	// Store.
+	Store      string `toml:"store"`
+	SyncWrites bool   `toml:"sync_writes"`
+	OnError    string `toml:"on_error"`
+
+	// Greylisting.
+	Delay              duration `toml:"delay"`
+	RetryWindow        duration `toml:"retry_window"`
+	MaxAge             duration `toml:"max_age"`
+	IPv4Mask           int      `toml:"ipv4_mask"`
+	IPv6Mask           int      `toml:"ipv6_mask"`
+	RecipientDelimiter string   `toml:"recipient_delimiter"`
+	AutoWhitelist      int      `toml:"auto_whitelist"`
+	Reply              string   `toml:"greylist_reply"`
+	AddHeader          bool     `toml:"add_header"`
+	Hostname           string   `toml:"hostname"`
+
+	// Lists: inline entries and files of entries.
+	TrustedNetworks         []string `toml:"trusted_networks"`
+	WhitelistClients        []string `toml:"whitelist_clients"`
+	WhitelistClientFiles    []string `toml:"whitelist_client_files"`
+	WhitelistRecipients     []string `toml:"whitelist_recipients"`
+	WhitelistRecipientFiles []string `toml:"whitelist_recipient_files"`
+	NeverAutoWhitelist      []string `toml:"never_auto_whitelist"`
+	NeverAutoWhitelistFiles []string `toml:"never_auto_whitelist_files"`
+
+	// Logging.
+	LogFormat string `toml:"log_format"`
+	LogOutput string `toml:"log_output"`
+	LogLevel  string `toml:"log_level"`
+
+	path string
+}
+
+func defaultConfig() *config {
+	return &config{
+		Listen:             "inet:127.0.0.1:10025",
+		SocketMode:         "0660",
+		ShutdownTimeout:    duration(15 * time.Second),
+		IdleTimeout:        duration(10 * time.Minute),
+		DecisionTimeout:    duration(5 * time.Second),
+		Store:              "/var/lib/milter-grey",
+		OnError:            "accept",
+		Delay:              duration(greylist.DefaultPolicy.Delay),
+		RetryWindow:        duration(greylist.DefaultPolicy.RetryWindow),
+		MaxAge:             duration(greylist.DefaultPolicy.MaxAge),
+		IPv4Mask:           greylist.DefaultClientMask.IPv4,
+		IPv6Mask:           greylist.DefaultClientMask.IPv6,
+		RecipientDelimiter: "+",
+		AutoWhitelist:      greylist.DefaultAutoWhitelist,
+		Reply:              milter.DefaultReply,
+		AddHeader:          true,
+		TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},
+		LogFormat:          "text",
+		LogOutput:          "stderr",
+		LogLevel:           "info",
+	}
+}
+
+// configError is an error in the configuration file, at a line and key.
+type configError struct {
+	path string
+	line int
+	key  string
+	err  error
+}
+
+func (e *configError) Error() string {
+	loc := e.path
+	if e.line > 0 {
+		loc += ":" + strconv.Itoa(e.line)
+	}
+	if e.key != "" {
+		return fmt.Sprintf("%s: %s: %v", loc, e.key, e.err)
+	}
+	return fmt.Sprintf("%s: %v", loc, e.err)
+}
+
+func (e *configError) Unwrap() error { return e.err }
+
+// loadConfig reads and validates the file at path. A missing file is an
+// error unless optional is set (the default path), in which case the
+// defaults apply.
+func loadConfig(path string, optional bool) (*config, error) {
+	c := defaultConfig()
+	c.path = path
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && optional {
+		return c, c.validate(nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &configError{path: path, line: pe.Position.Line, key: pe.LastKey, err: errors.New(pe.Message)}
+		}
+		// Type errors are plain errors: "toml: line 3 (last key "k"): msg".
+		if m := tomlTypeErrRe.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &configError{path: path, line: line, key: m[2], err: errors.New(m[3])}
+		}
+		return nil, &configError{path: path, err: err}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return nil, &configError{path: path, line: keyLine(data, k), key: k.String(), err: errors.New("unknown key")}
+	}
+	return c, c.validate(data)
+}
+
+var tomlTypeErrRe = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+// keyLine finds the line on which a key is set. The TOML library reports
+// positions for syntax and type errors only, so semantic errors look the
+// key up themselves: a table header then "name =".
+func keyLine(data []byte, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	table := strings.Join(key[:len(key)-1], ".")
+	name := key[len(key)-1]
+	keyRe := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(name) + `"?\s*=`)
+	cur := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") {
+			cur = strings.Trim(line, "[] ")
+			if cur == key.String() { // an unknown table
+				return n
+			}
+			continue
+		}
+		if cur == table && keyRe.MatchString(line) {
+			return n
+		}
+	}
+	return 0
+}
+
+// validate checks values the TOML types do not: ranges, names, addresses
+// and list entries. data is the file's text for line numbers (nil when
+// only defaults apply).
+func (c *config) validate(data []byte) error {
+	fail := func(key string, format string, args ...any) error {
+		return &configError{path: c.path, line: keyLine(data, toml.Key{key}), key: key, err: fmt.Errorf(format, args...)}
+	}
+	if _, _, err := parseListen(c.Listen); err != nil {
+		return fail("listen", "%v", err)
+	}
+	if _, err := parseMode(c.SocketMode); err != nil {
+		return fail("socket_mode", "%v", err)
+	}
+	if c.Store == "" {
+		return fail("store", "must name a directory")
+	}
+	if c.OnError != "accept" && c.OnError != "tempfail" {
+		return fail("on_error", "%q: want \"accept\" or \"tempfail\"", c.OnError)
+	}
+	if c.Delay <= 0 {
+		return fail("delay", "must be positive")
+	}
+	if c.RetryWindow <= c.Delay {
+		return fail("retry_window", "%s must be longer than delay (%s)", formatDuration(time.Duration(c.RetryWindow)), formatDuration(time.Duration(c.Delay)))
+	}
+	if c.MaxAge < c.RetryWindow {
+		return fail("max_age", "%s must be at least retry_window (%s)", formatDuration(time.Duration(c.MaxAge)), formatDuration(time.Duration(c.RetryWindow)))
+	}
+	for _, d := range []struct {
+		key string
+		v   duration
+	}{{"shutdown_timeout", c.ShutdownTimeout}, {"idle_timeout", c.IdleTimeout}, {"decision_timeout", c.DecisionTimeout}} {
+		if d.v <= 0 {
+			return fail(d.key, "must be positive")
+		}
+	}
+	if err := (greylist.ClientMask{IPv4: c.IPv4Mask, IPv6: c.IPv6Mask}).Validate(); err != nil {
+		if c.IPv4Mask < 1 || c.IPv4Mask > 32 {
+			return fail("ipv4_mask", "%v", err)
+		}
+		return fail("ipv6_mask", "%v", err)
+	}
+	if strings.ContainsAny(c.RecipientDelimiter, "@ \t") {
+		return fail("recipient_delimiter", "%q may not contain '@' or spaces", c.RecipientDelimiter)
+	}
+	if c.AutoWhitelist < 0 {
+		return fail("auto_whitelist", "must be 0 (off) or more")
+	}
+	if err := milter.ValidateReply(c.Reply); err != nil {
+		return fail("greylist_reply", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fail("log_format", "%q: want \"text\" or \"json\"", c.LogFormat)
+	}
+	if c.LogOutput != "stderr" && c.LogOutput != "syslog" {
+		return fail("log_output", "%q: want \"stderr\" or \"syslog\"", c.LogOutput)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return fail("log_level", "%v", err)
+	}
+	// Inline list entries; files are read by loadLists (and on reload).
+	if _, err := c.lists(data); err != nil {
+		return err
+	}
+	return nil
+}
+
+func parseMode(s string) (os.FileMode, error) {
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal file mode like \"0660\"", s)
+	}
+	return os.FileMode(m), nil
+}
+
+// lists builds the exemption lists from the inline entries and the list
+// files. Errors name the config key and entry, or the file and line.
+func (c *config) lists(data []byte) (*greylist.Lists, error) {
+	l := &greylist.Lists{
+		Trusted:            &greylist.Networks{},
+		Clients:            &greylist.ClientList{},
+		Recipients:         &greylist.RecipientList{},
+		NeverAutoWhitelist: &greylist.ClientList{},
+	}
+	inline := func(key string, entries []string, add func(string) error) error {
+		for _, e := range entries {
+			if err := add(e); err != nil {
+				return &configError{path: c.path, line: keyLine(data, toml.Key{key}), key: key, err: err}
+			}
+		}
+		return nil
+	}
+	files := func(key string, paths []string, add func(string) error) error {
+		for _, p := range paths {
+			if err := greylist.ReadListFile(p, add); err != nil {
+				return fmt.Errorf("%s (from %s): %w", key, c.path, err)
+			}
+		}
+		return nil
+	}
+	steps := []error{
+		inline("trusted_networks", c.TrustedNetworks, l.Trusted.Add),
+		inline("whitelist_clients", c.WhitelistClients, l.Clients.Add),
+		inline("whitelist_recipients", c.WhitelistRecipients, l.Recipients.Add),
+		inline("never_auto_whitelist", c.NeverAutoWhitelist, l.NeverAutoWhitelist.Add),
+	}
+	for _, err := range steps {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if data == nil && c.path != "" {
+		data, _ = os.ReadFile(c.path) // only for line numbers
+	}
+	for _, err := range []error{
+		files("whitelist_client_files", c.WhitelistClientFiles, l.Clients.Add),
+		files("whitelist_recipient_files", c.WhitelistRecipientFiles, l.Recipients.Add),
+		files("never_auto_whitelist_files", c.NeverAutoWhitelistFiles, l.NeverAutoWhitelist.Add),
+	} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// parseListen reads a milter socket specification in the forms Postfix and
+// Sendmail use: "inet:HOST:PORT", "inet:PORT@HOST" (Sendmail), "inet6:…",
+// "unix:/path" or "local:/path".
+func parseListen(spec string) (network, address string, err error) {
+	kind, rest, ok := strings.Cut(spec, ":")
+	if !ok {
+		return "", "", fmt.Errorf("%q: want inet:HOST:PORT or unix:/path", spec)
+	}
+	switch kind {
+	case "unix", "local":
+		if !strings.HasPrefix(rest, "/") {
+			return "", "", fmt.Errorf("%q: unix socket path must be absolute", spec)
+		}
+		return "unix", rest, nil
+	case "inet", "inet6":
+		host, port := "", ""
+		if p, h, ok := strings.Cut(rest, "@"); ok {
+			host, port = h, p
+		} else if host, port, err = net.SplitHostPort(rest); err != nil {
+			return "", "", fmt.Errorf("%q: %v", spec, err)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return "", "", fmt.Errorf("%q: bad port %q", spec, port)
+		}
+		return "tcp", net.JoinHostPort(strings.Trim(host, "[]"), port), nil
+	}
+	return "", "", fmt.Errorf("%q: unknown socket type %q (want inet, inet6, unix or local)", spec, kind)
+}
+
+// isLoopback reports whether a TCP listen address stays on this host.
+func isLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// listen opens the milter socket. The milter protocol has no
+// authentication, so a non-loopback TCP address needs allow_public_listen.
+// A stale unix socket left by a crash is removed; a live one is not.
+func listen(c *config) (net.Listener, error) {
+	network, address, err := parseListen(c.Listen)
+	if err != nil {
+		return nil, err
+	}
+	if network == "tcp" {
+		if !isLoopback(address) && !c.AllowPublic {
+			return nil, fmt.Errorf("listen %s: not a loopback address; anyone who reaches it can use the milter (set allow_public_listen = true if a firewall protects it)", address)
+		}
+		return net.Listen("tcp", address)
+	}
+	if err := removeStaleSocket(address); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", address)
+	if err != nil {
+		return nil, err
+	}
+	mode, _ := parseMode(c.SocketMode) // validated with the config
+	if err := os.Chmod(address, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", address, err)
+	}
+	return ln, nil
+}
+
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return fmt.Errorf("%s: another process is listening on it", path)
+	}
+	return os.Remove(path)
+}
