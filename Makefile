@@ -16,7 +16,7 @@ test: deps vet
 	$(GO) test -race -count=1 ./...
 
 deps:
-	@sh e2e/install-deps.sh
+	@bash e2e/install-deps.sh
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the end-to-end tests drive (postfix, swaks,
+# miltertest, redis-server), only those missing, so reruns are fast.
+#
+# No system service is configured or started: Postfix is preseeded to "No
+# configuration" and, during the install, a policy-rc.d forbids service
+# starts (redis-server's would otherwise listen on 6379). The tests start
+# their own private instances on loopback. Run by `make test` and .ci/run.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+export PATH=$PATH:/usr/sbin:/sbin
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+installed() { dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+# master_running: a system Postfix (default queue directory) is running.
+master_running() {
+	local pid
+	pid=$(tr -d ' \n' </var/spool/postfix/pid/master.pid 2>/dev/null) || return 1
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+command -v dpkg-query >/dev/null || { log "not a Debian system: install postfix, swaks, miltertest and redis-server yourself"; exit 0; }
+packages=(postfix swaks miltertest redis-server ca-certificates make)
+missing=()
+for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
+((${#missing[@]})) || exit 0
+
+if [[ $(id -u) != 0 ]]; then
+	# Without them the end-to-end tests skip, or fail when CI=true.
+	log "missing Debian packages: ${missing[*]} (run as root to install them)"
+	exit 0
+fi
+
+log "installing: ${missing[*]}"
+postfix_was_running=false
+master_running && postfix_was_running=true
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "postfix postfix/mailname string localhost" | debconf-set-selections
+# Forbid service starts while installing, unless the machine already has a
+# policy (containers often do); ours goes away on exit.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+	printf '#!/bin/sh\n# installed by milter-grey e2e/install-deps.sh during apt-get install\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The install must not have brought up a system MTA. Nothing we did not
+# start is stopped: a wrong set-up is reported, not repaired.
+if ! $postfix_was_running && master_running; then
+	log "FAIL: installing postfix started a system Postfix (pid $(cat /var/spool/postfix/pid/master.pid)); expected 'No configuration'"
+	exit 1
+fi
