@@ -3,6 +3,8 @@ package greylist
 import (
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // NullSender is how the empty envelope sender (bounces, DSNs, address
@@ -45,12 +47,24 @@ func NormalizeSender(addr, delimiters string) string {
 		local = stripExtension(local, delimiters)
 	}
 	local = maskNumbers(local)
-	return joinAddr(local, domain)
+	return truncate(joinAddr(local, domain))
 }
 
 // NormalizeRecipient returns the form of a recipient used in keys and list
-// lookups: lower-cased with the address extension removed.
+// lookups: lower-cased with the address extension removed. It is
+// idempotent: a normalised recipient normalises to itself.
 func NormalizeRecipient(addr, delimiters string) string {
+	s := normalizeRecipient(addr, delimiters)
+	if len(s) > maxAddrLen {
+		// The cut may leave a trailing dot or cut the domain off:
+		// normalising the cut address again makes the result a fixed
+		// point (being short enough, it is not cut again).
+		s = truncate(normalizeRecipient(truncate(s), delimiters))
+	}
+	return s
+}
+
+func normalizeRecipient(addr, delimiters string) string {
 	local, domain, ok := splitAddr(addr)
 	if !ok {
 		return NullSender
@@ -58,34 +72,51 @@ func NormalizeRecipient(addr, delimiters string) string {
 	return joinAddr(stripExtension(local, delimiters), domain)
 }
 
-// splitAddr lower-cases addr, drops angle brackets, surrounding space and a
-// trailing dot of the domain, and splits it at the last '@'. ok is false
-// for the null sender.
+// splitAddr lower-cases addr, drops surrounding space and angle brackets
+// (however many) and trailing dots of the domain, and splits it before the
+// last '@': domain is "@domain" ("@" when the domain is empty), or "" when
+// addr has no '@'. ok is false for the null sender.
 func splitAddr(addr string) (local, domain string, ok bool) {
-	a := strings.TrimSpace(addr)
-	a = strings.TrimPrefix(a, "<")
-	a = strings.TrimSuffix(a, ">")
-	a = strings.TrimSpace(a)
+	a := strings.TrimFunc(addr, isAddrEdge)
 	if a == "" {
 		return "", "", false
 	}
 	a = strings.ToLower(a)
 	if i := strings.LastIndexByte(a, '@'); i >= 0 {
-		return a[:i], strings.TrimSuffix(a[i+1:], "."), true
+		return a[:i], strings.TrimRightFunc(a[i:], isDomainEnd), true
 	}
 	return a, "", true
 }
 
+// isAddrEdge reports what splitAddr trims around an address.
+func isAddrEdge(r rune) bool { return unicode.IsSpace(r) || r == '<' || r == '>' }
+
+// isDomainEnd reports what splitAddr trims from the end of a domain.
+func isDomainEnd(r rune) bool { return r == '.' || isAddrEdge(r) }
+
+// joinAddr joins what splitAddr split (after the local part is normalised)
+// and escapes it.
 func joinAddr(local, domain string) string {
-	s := local
-	if domain != "" {
-		s += "@" + domain
+	if domain == "" {
+		// The local part ends the address: cutting an extension must not
+		// leave there what splitAddr would trim.
+		if l := strings.TrimRightFunc(local, isAddrEdge); l != "" {
+			local = l
+		}
 	}
-	s = escapeKeyPart(s)
-	if len(s) > maxAddrLen {
-		s = s[:maxAddrLen]
+	return escapeKeyPart(local + domain)
+}
+
+// truncate cuts s to at most maxAddrLen bytes, at a character boundary.
+func truncate(s string) string {
+	if len(s) <= maxAddrLen {
+		return s
 	}
-	return s
+	n := maxAddrLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // stripExtension removes an address extension: everything from the first
@@ -148,11 +179,14 @@ func isWord(c byte) bool {
 }
 
 // escapeKeyPart makes a key component free of the space that separates key
-// parts and of control bytes, so that keys stay readable and unambiguous.
+// parts and of control bytes, so that keys stay readable and split back
+// unambiguously. The escape is %xx in lower case and '%' itself is left
+// alone, so that an escaped part is a fixed point of normalisation (which
+// lower-cases) and percent-hack addresses (user%host@relay) stay readable.
 func escapeKeyPart(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || c == '%' {
+		if c := s[i]; c <= ' ' || c == 0x7f {
 			clean = false
 			break
 		}
@@ -160,11 +194,11 @@ func escapeKeyPart(s string) string {
 	if clean {
 		return s
 	}
-	const hex = "0123456789ABCDEF"
+	const hex = "0123456789abcdef"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c == 0x7f || c == '%' {
+		if c <= ' ' || c == 0x7f {
 			b.WriteByte('%')
 			b.WriteByte(hex[c>>4])
 			b.WriteByte(hex[c&15])

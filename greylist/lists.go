@@ -54,6 +54,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 			return netip.Prefix{}, fmt.Errorf("bad CIDR %q", s)
 		}
 		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("bad CIDR %q: IPv4-mapped prefix shorter than /96", s)
+			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
