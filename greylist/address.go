@@ -135,8 +135,12 @@ func stripExtension(local, delimiters string) string {
 // maskNumbers replaces every run of digits that stands alone between
 // non-alphanumeric characters with '#': VERP and list-bounce addresses such
 // as bounce-12345-678@ carry a fresh number per message. Digits inside a
-// word (user2024) are part of the name and stay.
+// word (user2024) are part of the name and stay, and so does a local part
+// that is only a number (12345@qq.com is a mailbox, not a VERP tag).
 func maskNumbers(s string) string {
+	if strings.Trim(s, "0123456789") == "" {
+		return s // an all-digit mailbox (12345@qq.com) is a name, not a VERP tag
+	}
 	var b strings.Builder
 	changed := false
 	for i := 0; i < len(s); {

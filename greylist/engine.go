@@ -45,7 +45,8 @@ type Config struct {
 	// keeps extensions only when set through NoDelimiter).
 	Delimiters  string
 	NoDelimiter bool
-	// AutoWhitelist is the number of passed triplets after which a client
+	// AutoWhitelist is the number of triplets that must pass (be retried
+	// after the delay), counted at most once an hour, before their client
 	// skips greylisting; 0 turns the auto-whitelist off.
 	AutoWhitelist int
 	OnError       OnError
@@ -176,8 +177,8 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		rec, _, err := e.store.Get(ctx, ClientKey(client))
 		switch {
 		case err == nil && rec.Count >= uint32(e.cfg.AutoWhitelist):
-			e.countPass(ctx, client, now)
-			e.storeOK()
+			e.storeOK() // before touchClient, which may report a failure
+			e.touchClient(ctx, client, now, false)
 			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
 		case err != nil && !errors.Is(err, ErrNotFound):
 			return e.storeFailed(err)
@@ -199,8 +200,8 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		return d
 	}
 	e.storeOK()
-	if v.Pass && awl {
-		e.countPass(ctx, client, now)
+	if v.Reason == ReasonRetried && awl {
+		e.touchClient(ctx, client, now, true)
 	}
 	d := Decision{Action: Pass, Reason: v.Reason, Key: key, Waited: v.Waited, RetryIn: v.RetryIn}
 	if !v.Pass {
@@ -234,18 +235,26 @@ func (e *Engine) Exempt(req Request) (Decision, bool) {
 	return Decision{}, false
 }
 
-// countPass counts a pass of client for the auto-whitelist, at most once an
-// hour. A failure here does not change the decision already taken.
-func (e *Engine) countPass(ctx context.Context, client string, now time.Time) {
+// touchClient keeps a client's auto-whitelist record: a newly passed
+// triplet (retried) counts, at most once an hour, so one burst of mail
+// cannot whitelist a network in minutes; any pass of a client already
+// whitelisted pushes its expiry back, at most once an hour. A failure here
+// does not change the decision already taken.
+func (e *Engine) touchClient(ctx context.Context, client string, now time.Time, count bool) {
 	err := e.store.Update(ctx, ClientKey(client), func(cur *Record) (*Record, time.Duration, error) {
 		switch {
 		case cur == nil || now.Sub(cur.Last) > e.cfg.Policy.MaxAge:
+			if !count {
+				return nil, 0, nil
+			}
 			return &Record{State: Passed, First: now, Last: now, Count: 1}, e.cfg.Policy.MaxAge, nil
 		case now.Sub(cur.Last) < awlInterval:
 			return nil, 0, nil
 		default:
 			n := *cur
-			n.Count++
+			if count {
+				n.Count++
+			}
 			n.Last = now
 			return &n, e.cfg.Policy.MaxAge, nil
 		}

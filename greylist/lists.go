@@ -201,10 +201,11 @@ func (l *RecipientList) Add(entry string) error {
 			l.addrs = make(map[string]bool)
 		}
 		local, domain, _ := strings.Cut(e, "@")
+		domain = strings.TrimSuffix(domain, ".")
 		if local == "" || domain == "" || strings.Contains(domain, "@") {
 			return fmt.Errorf("bad recipient %q", entry)
 		}
-		l.addrs[e] = true
+		l.addrs[local+"@"+domain] = true
 	case strings.HasPrefix(e, "."):
 		name, err := hostName(e[1:])
 		if err != nil {
