@@ -45,6 +45,7 @@ type Server struct {
 	gm  *gomilter.Server
 
 	mu        sync.Mutex
+	closed    bool
 	listeners []*trackingListener
 }
 
@@ -93,15 +94,23 @@ func (s *Server) newSession() gomilter.Milter {
 	return &session{srv: s}
 }
 
-// Serve accepts milter connections on ln until Shutdown.
+// Serve accepts milter connections on ln until Shutdown, which closes ln.
 func (s *Server) Serve(ln net.Listener) error {
 	tl := newTrackingListener(ln, s.cfg.IdleTimeout)
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.listeners = append(s.listeners, tl)
 	s.mu.Unlock()
 	err := s.gm.Serve(tl)
-	if errors.Is(err, gomilter.ErrServerClosed) {
-		return nil
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil // Accept failed because Shutdown closed the listener
 	}
 	return err
 }
@@ -110,10 +119,16 @@ func (s *Server) Serve(ln net.Listener) error {
 // end. When ctx is done first it closes them (the MTA then applies its
 // milter_default_action to what was in flight) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.gm.Close()
+	// The listeners are closed here rather than by go-milter's Close,
+	// whose flag is unsynchronised and which misses a listener that Serve
+	// has not handed over yet.
 	s.mu.Lock()
+	s.closed = true
 	ls := append([]*trackingListener(nil), s.listeners...)
 	s.mu.Unlock()
+	for _, l := range ls {
+		l.Listener.Close()
+	}
 	done := make(chan struct{})
 	go func() {
 		for _, l := range ls {

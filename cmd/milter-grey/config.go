@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -62,7 +64,9 @@ type config struct {
 	LogOutput string `toml:"log_output"`
 	LogLevel  string `toml:"log_level"`
 
-	path string
+	path    string // the file read, for errors
+	data    []byte // its text, for line numbers
+	present bool   // false when the optional default file is absent
 }
 
 func defaultConfig() *config {
@@ -119,7 +123,7 @@ func loadConfig(path string, optional bool) (*config, error) {
 	c.path = path
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && optional {
-		return c, c.validate(nil)
+		return c, c.validate()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -141,7 +145,22 @@ func loadConfig(path string, optional bool) (*config, error) {
 		k := und[0]
 		return nil, &configError{path: path, line: keyLine(data, k), key: k.String(), err: errors.New("unknown key")}
 	}
-	return c, c.validate(data)
+	c.data, c.present = data, true
+	c.resolvePaths()
+	return c, c.validate()
+}
+
+// resolvePaths makes relative list file names relative to the directory of
+// the configuration file, not to wherever the daemon was started.
+func (c *config) resolvePaths() {
+	dir := filepath.Dir(c.path)
+	for _, l := range []*[]string{&c.WhitelistClientFiles, &c.WhitelistRecipientFiles, &c.NeverAutoWhitelistFiles} {
+		for i, p := range *l {
+			if p != "" && !filepath.IsAbs(p) {
+				(*l)[i] = filepath.Join(dir, p)
+			}
+		}
+	}
 }
 
 var tomlTypeErrRe = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
@@ -178,7 +197,8 @@ func keyLine(data []byte, key toml.Key) int {
 // validate checks values the TOML types do not: ranges, names, addresses
 // and list entries. data is the file's text for line numbers (nil when
 // only defaults apply).
-func (c *config) validate(data []byte) error {
+func (c *config) validate() error {
+	data := c.data
 	fail := func(key string, format string, args ...any) error {
 		return &configError{path: c.path, line: keyLine(data, toml.Key{key}), key: key, err: fmt.Errorf(format, args...)}
 	}
@@ -236,7 +256,7 @@ func (c *config) validate(data []byte) error {
 		return fail("log_level", "%v", err)
 	}
 	// Inline list entries; files are read by loadLists (and on reload).
-	if _, err := c.lists(data); err != nil {
+	if _, err := c.lists(); err != nil {
 		return err
 	}
 	return nil
@@ -252,7 +272,8 @@ func parseMode(s string) (os.FileMode, error) {
 
 // lists builds the exemption lists from the inline entries and the list
 // files. Errors name the config key and entry, or the file and line.
-func (c *config) lists(data []byte) (*greylist.Lists, error) {
+func (c *config) lists() (*greylist.Lists, error) {
+	data := c.data
 	l := &greylist.Lists{
 		Trusted:            &greylist.Networks{},
 		Clients:            &greylist.ClientList{},
@@ -286,9 +307,6 @@ func (c *config) lists(data []byte) (*greylist.Lists, error) {
 			return nil, err
 		}
 	}
-	if data == nil && c.path != "" {
-		data, _ = os.ReadFile(c.path) // only for line numbers
-	}
 	for _, err := range []error{
 		files("whitelist_client_files", c.WhitelistClientFiles, l.Clients.Add),
 		files("whitelist_recipient_files", c.WhitelistRecipientFiles, l.Recipients.Add),
@@ -299,4 +317,17 @@ func (c *config) lists(data []byte) (*greylist.Lists, error) {
 		}
 	}
 	return l, nil
+}
+
+// sameExceptLists reports whether c and o differ only in their lists.
+func (c *config) sameExceptLists(o *config) bool {
+	strip := func(x *config) config {
+		y := *x
+		y.TrustedNetworks, y.WhitelistClients, y.WhitelistClientFiles = nil, nil, nil
+		y.WhitelistRecipients, y.WhitelistRecipientFiles = nil, nil
+		y.NeverAutoWhitelist, y.NeverAutoWhitelistFiles = nil, nil
+		y.data, y.present = nil, false
+		return y
+	}
+	return reflect.DeepEqual(strip(c), strip(o))
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // parseListen reads a milter socket specification in the forms Postfix and
@@ -70,11 +71,16 @@ func listen(c *config) (net.Listener, error) {
 	if err := removeStaleSocket(address); err != nil {
 		return nil, err
 	}
+	mode, _ := parseMode(c.SocketMode) // validated with the config
+	// Create the socket with no more than its final mode, so that it is
+	// never open to others between creation and chmod. The umask is the
+	// process's; nothing else creates files at start-up.
+	old := syscall.Umask(0o777 &^ int(mode))
 	ln, err := net.Listen("unix", address)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, err
 	}
-	mode, _ := parseMode(c.SocketMode) // validated with the config
 	if err := os.Chmod(address, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("chmod %s: %w", address, err)
@@ -93,9 +99,15 @@ func removeStaleSocket(path string) error {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("%s exists and is not a socket", path)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
+	c, err := net.Dial("unix", path)
+	if err == nil {
 		c.Close()
 		return fmt.Errorf("%s: another process is listening on it", path)
+	}
+	// Only a refused connection proves nobody listens: a busy live
+	// socket may fail otherwise (EAGAIN) and must not be removed.
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: cannot tell whether it is in use: %w", path, err)
 	}
 	return os.Remove(path)
 }

@@ -24,21 +24,24 @@ func main() {
 
 // run is main without the process exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet("milter-grey "+cmd, flag.ContinueOnError)
+	fs := flag.NewFlagSet("milter-grey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", DefaultConfigPath, "configuration `file` (TOML)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: milter-grey [serve|check-config|version] [-config FILE]\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	// Flags may stand before or after the command.
+	err := fs.Parse(args)
+	cmd := "serve"
+	if err == nil && fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+		err = fs.Parse(fs.Args()[1:])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -59,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 			return 1
 		}
+		if !c.present {
+			fmt.Fprintf(stdout, "%s: not found; the defaults apply and are valid\n", c.path)
+			return 0
+		}
 		fmt.Fprintf(stdout, "%s: OK\n", c.path)
 		return 0
 	case "serve":
@@ -67,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 			return 1
 		}
-		if err := serve(c, stderr); err != nil {
+		if err := serve(c); err != nil {
 			fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 			return 1
 		}

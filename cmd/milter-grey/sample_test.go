@@ -18,14 +18,6 @@ func TestSampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 	setting := regexp.MustCompile(`(?m)^#([a-z0-9_]+ = .*)$`)
 	keys := setting.FindAllSubmatch(data, -1)
 	uncommented := setting.ReplaceAll(data, []byte("$1"))
-	// Example values that are not defaults.
-	for _, ex := range []string{`whitelist_client_files = ["/etc/milter-grey/whitelist_clients"]`, `whitelist_recipients = ["postmaster@", "abuse@"]`} {
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(ex) + `$`)
-		if !re.Match(uncommented) {
-			t.Fatalf("example %q not in sample", ex)
-		}
-		uncommented = re.ReplaceAll(uncommented, nil)
-	}
 	path := filepath.Join(t.TempDir(), "sample.toml")
 	if err := os.WriteFile(path, uncommented, 0o600); err != nil {
 		t.Fatal(err)
@@ -36,8 +28,10 @@ func TestSampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 	}
 	want := defaultConfig()
 	want.path = path
+	got.data, got.present = nil, false // how it was read, not what it says
 	// Empty lists in the file decode as empty, not nil.
-	for _, l := range []*[]string{&want.WhitelistClients, &want.WhitelistRecipientFiles, &want.NeverAutoWhitelist, &want.NeverAutoWhitelistFiles} {
+	for _, l := range []*[]string{&want.WhitelistClients, &want.WhitelistClientFiles, &want.WhitelistRecipients,
+		&want.WhitelistRecipientFiles, &want.NeverAutoWhitelist, &want.NeverAutoWhitelistFiles} {
 		*l = []string{}
 	}
 	if !reflect.DeepEqual(got, want) {

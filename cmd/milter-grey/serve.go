@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -38,7 +37,7 @@ func openStore(c *config, log *slog.Logger) (greylist.Store, error) {
 
 // start opens the store and the socket and starts serving.
 func start(c *config, log *slog.Logger) (*daemon, error) {
-	lists, err := c.lists(nil)
+	lists, err := c.lists()
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +87,12 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 			log.Error("milter server stopped", "err", err)
 		}
 	}()
+	cfgName := c.path
+	if !c.present {
+		cfgName = "(none: defaults)"
+	}
 	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", c.Store,
-		"delay", formatDuration(time.Duration(c.Delay)), "config", c.path,
+		"delay", formatDuration(time.Duration(c.Delay)), "config", cfgName,
 		"trusted", lists.Trusted.Len(), "whitelist_clients", lists.Clients.Len(),
 		"whitelist_recipients", lists.Recipients.Len())
 	return d, nil
@@ -111,16 +114,20 @@ func (d *daemon) stop() error {
 }
 
 // reload re-reads the configuration file and swaps in its lists. A broken
-// file or list keeps the lists in force.
+// file or list keeps the lists in force. Other settings need a restart,
+// which the log says when they changed.
 func (d *daemon) reload() {
-	c, err := loadConfig(d.cfg.path, false)
+	c, err := loadConfig(d.cfg.path, !d.cfg.present)
 	if err == nil {
 		var lists *greylist.Lists
-		if lists, err = c.lists(nil); err == nil {
+		if lists, err = c.lists(); err == nil {
 			d.engine.SetLists(lists)
 			d.log.Info("lists reloaded", "config", d.cfg.path, "trusted", lists.Trusted.Len(),
 				"whitelist_clients", lists.Clients.Len(), "whitelist_recipients", lists.Recipients.Len(),
 				"never_auto_whitelist", lists.NeverAutoWhitelist.Len())
+			if !c.sameExceptLists(d.cfg) {
+				d.log.Warn("settings other than the lists changed; they take effect at the next restart", "config", d.cfg.path)
+			}
 			return
 		}
 	}
@@ -128,7 +135,7 @@ func (d *daemon) reload() {
 }
 
 // serve runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the lists.
-func serve(c *config, stderr io.Writer) error {
+func serve(c *config) error {
 	log, closer, err := newLogger(c, "")
 	if err != nil {
 		return err

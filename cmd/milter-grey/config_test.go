@@ -1,0 +1,336 @@
+package main
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fullConfig is testdata/config/full.toml, where every key differs from
+// its default. Its list file paths are relative to this directory.
+const fullConfig = "../../testdata/config/full.toml"
+
+// writeFile writes text to name in a new temporary directory.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tomlKeys maps each config key to its struct field index.
+func tomlKeys(t *testing.T) map[string]int {
+	t.Helper()
+	keys := make(map[string]int)
+	rt := reflect.TypeFor[config]()
+	for i := range rt.NumField() {
+		if tag := rt.Field(i).Tag.Get("toml"); tag != "" {
+			keys[tag] = i
+		}
+	}
+	if len(keys) < 29 {
+		t.Fatalf("only %d toml keys in config: struct tags changed?", len(keys))
+	}
+	return keys
+}
+
+func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "milter-grey.toml") // does not exist
+	c, err := loadConfig(path, true)
+	if err != nil {
+		t.Fatalf("loadConfig(missing, optional): %v", err)
+	}
+	if c.path != path {
+		t.Errorf("path = %q, want %q", c.path, path)
+	}
+	for _, tc := range []struct {
+		key       string
+		got, want any
+	}{
+		{"listen", c.Listen, "inet:127.0.0.1:10025"},
+		{"socket_mode", c.SocketMode, "0660"},
+		{"allow_public_listen", c.AllowPublic, false},
+		{"store", c.Store, "/var/lib/milter-grey"},
+		{"delay", time.Duration(c.Delay), 5 * time.Minute},
+		{"retry_window", time.Duration(c.RetryWindow), 48 * time.Hour},
+		{"max_age", time.Duration(c.MaxAge), 35 * day},
+		{"ipv4_mask", c.IPv4Mask, 24},
+		{"ipv6_mask", c.IPv6Mask, 64},
+		{"recipient_delimiter", c.RecipientDelimiter, "+"},
+		{"auto_whitelist", c.AutoWhitelist, 5},
+		{"greylist_reply", c.Reply, "451 4.7.1 Greylisted, please try again in {seconds} seconds"},
+		{"add_header", c.AddHeader, true},
+		{"trusted_networks", c.TrustedNetworks, []string{"127.0.0.0/8", "::1/128"}},
+		{"on_error", c.OnError, "accept"},
+		{"log_format", c.LogFormat, "text"},
+		{"log_output", c.LogOutput, "stderr"},
+		{"log_level", c.LogLevel, "info"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			if !reflect.DeepEqual(tc.got, tc.want) {
+				t.Errorf("%s = %#v, want %#v", tc.key, tc.got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmptyConfigGivesDefaults(t *testing.T) {
+	path := writeFile(t, "empty.toml", "# nothing set\n")
+	c, err := loadConfig(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultConfig()
+	want.path = path
+	c.data, c.present = nil, false // how it was read, not what it says
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("empty file:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestMissingExplicitConfigIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "typo.toml")
+	_, err := loadConfig(path, false)
+	if err == nil {
+		t.Fatal("loadConfig(missing, explicit) succeeded")
+	}
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q should be not-exist and name %s", err, path)
+	}
+}
+
+func TestFullConfigLoadsEveryKey(t *testing.T) {
+	c, err := loadConfig(fullConfig, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &config{
+		Listen:                  "unix:/run/milter-grey/milter.sock",
+		SocketMode:              "0600",
+		AllowPublic:             true,
+		ShutdownTimeout:         duration(30 * time.Second),
+		IdleTimeout:             duration(20 * time.Minute),
+		DecisionTimeout:         duration(2 * time.Second),
+		Store:                   "/srv/milter-grey/db",
+		SyncWrites:              true,
+		OnError:                 "tempfail",
+		Delay:                   duration(10 * time.Minute),
+		RetryWindow:             duration(3 * day),
+		MaxAge:                  duration(42 * day),
+		IPv4Mask:                32,
+		IPv6Mask:                48,
+		RecipientDelimiter:      "+-",
+		AutoWhitelist:           0,
+		Reply:                   "450 4.2.0 Greylisted for {seconds}s, come back later",
+		AddHeader:               false,
+		Hostname:                "mx1.example.net",
+		TrustedNetworks:         []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"},
+		WhitelistClients:        []string{"mail.example.com", ".google.com", `/^mta[0-9]+\.example\.org$/`},
+		WhitelistClientFiles:    []string{"../../testdata/config/whitelist_clients"},
+		WhitelistRecipients:     []string{"postmaster@", "abuse@example.net"},
+		WhitelistRecipientFiles: []string{"../../testdata/config/whitelist_recipients"},
+		NeverAutoWhitelist:      []string{"198.51.100.0/24"},
+		NeverAutoWhitelistFiles: []string{"../../testdata/config/never_auto_whitelist"},
+		LogFormat:               "json",
+		LogOutput:               "syslog",
+		LogLevel:                "debug",
+		path:                    fullConfig,
+	}
+	rc, rw, rd := reflect.ValueOf(c).Elem(), reflect.ValueOf(want).Elem(), reflect.ValueOf(defaultConfig()).Elem()
+	for key, i := range tomlKeys(t) {
+		t.Run(key, func(t *testing.T) {
+			got, w := rc.Field(i).Interface(), rw.Field(i).Interface()
+			if !reflect.DeepEqual(got, w) {
+				t.Errorf("%s = %#v, want %#v", key, got, w)
+			}
+			if reflect.DeepEqual(got, rd.Field(i).Interface()) {
+				t.Errorf("%s: full.toml should set it to a value other than the default %#v", key, got)
+			}
+		})
+	}
+}
+
+func TestFullConfigLists(t *testing.T) {
+	c, err := loadConfig(fullConfig, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.lists()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("inline and file entries are counted", func(t *testing.T) {
+		for _, n := range []struct {
+			list      string
+			got, want int
+		}{
+			{"trusted", l.Trusted.Len(), 3},
+			{"clients", l.Clients.Len(), 3 + 3},
+			{"recipients", l.Recipients.Len(), 2 + 2},
+			{"never auto-whitelist", l.NeverAutoWhitelist.Len(), 1 + 1},
+		} {
+			if n.got != n.want {
+				t.Errorf("%s: Len = %d, want %d", n.list, n.got, n.want)
+			}
+		}
+	})
+	ip := netip.MustParseAddr
+	for _, tc := range []struct {
+		name string
+		ok   bool
+		want bool
+	}{
+		{"trusted: a CIDR entry", matched(l.Trusted.Match(ip("10.1.2.3"))), true},
+		{"trusted: a bare address is that address only", matched(l.Trusted.Match(ip("192.0.2.2"))), false},
+		{"clients: a CIDR from the file", matched(l.Clients.Match(ip("203.0.113.9"), "")), true},
+		{"clients: a regexp from the file", matched(l.Clients.Match(ip("192.0.2.77"), "smtp-out12.example.com")), true},
+		{"clients: a host name from the file matches its subdomains", matched(l.Clients.Match(ip("192.0.2.77"), "a.outbound.example-farm.net")), true},
+		{"clients: the rest of a file line is not an entry", matched(l.Clients.Match(ip("192.0.2.77"), "their")), false},
+		{"clients: an inline regexp", matched(l.Clients.Match(ip("192.0.2.77"), "mta7.example.org")), true},
+		{"recipients: an address from the file", matched(l.Recipients.Match("sales@example.net")), true},
+		{"recipients: an inline user in any domain", matched(l.Recipients.Match("postmaster@example.org")), true},
+		{"recipients: .domain from the file is subdomains only", matched(l.Recipients.Match("x@lists.example.net")), false},
+		{"never auto-whitelist: .domain from the file", matched(l.NeverAutoWhitelist.Match(ip("192.0.2.1"), "mail-x.outlook.com")), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.ok != tc.want {
+				t.Errorf("Match = %v, want %v", tc.ok, tc.want)
+			}
+		})
+	}
+}
+
+func matched(_ string, ok bool) bool { return ok }
+
+// Each error in a configuration file names the file, the line and the key,
+// as "PATH:LINE: KEY: message", so that an admin can jump to it.
+func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
+	const head = "# milter-grey test\nhostname = \"mx.example.net\"\n" // lines 1 and 2
+	for _, tc := range []struct {
+		name string
+		body string // appended to head: its first line is line 3
+		line int
+		key  string // "" for a syntax error without a key
+		text string
+	}{
+		{"an unknown key", `delya = "5m"`, 3, "delya", "unknown key"},
+		{"an unknown key after others", "delay = \"5m\"\n\nretry_windw = \"2d\"", 5, "retry_windw", "unknown key"},
+		{"an unknown table", "[greylist]\ndelay = \"5m\"", 3, "greylist", "unknown key"},
+		{"a duration in words", `delay = "5 minutes"`, 3, "delay", `bad duration "5 minutes"`},
+		{"a duration as a bare number", `delay = 300`, 3, "delay", `bad duration "300"`},
+		{"a negative duration", `idle_timeout = "-1m"`, 3, "idle_timeout", "-1m"},
+		{"a zero duration", `shutdown_timeout = "0s"`, 3, "shutdown_timeout", "must be positive"},
+		{"a string for a number", `ipv4_mask = "24"`, 3, "ipv4_mask", "incompatible types"},
+		{"a number for a string", `socket_mode = 0o660`, 3, "socket_mode", "incompatible types"},
+		{"a string for a list", `whitelist_recipients = "vip@"`, 3, "whitelist_recipients", "incompatible types"},
+		{"a bad CIDR in trusted_networks", `trusted_networks = ["10.0.0.0/8", "10.0.0.0/33"]`, 3, "trusted_networks", `bad CIDR "10.0.0.0/33"`},
+		{"a bad regexp in whitelist_clients", `whitelist_clients = ["/mta(/"]`, 3, "whitelist_clients", "bad regexp /mta(/"},
+		{"a bad recipient entry", `whitelist_recipients = ["vip@", "@"]`, 3, "whitelist_recipients", `bad recipient "@"`},
+		{"a bad never_auto_whitelist entry", `never_auto_whitelist = ["bad name"]`, 3, "never_auto_whitelist", "bad host name"},
+		{"retry_window equal to delay", "delay = \"10m\"\nretry_window = \"10m\"", 4, "retry_window", "must be longer than delay"},
+		{"retry_window shorter than delay", "retry_window = \"4m\"", 3, "retry_window", "must be longer than delay"},
+		{"max_age shorter than retry_window", "retry_window = \"3d\"\nmax_age = \"2d\"", 4, "max_age", "must be at least retry_window"},
+		{"ipv4_mask above 32", `ipv4_mask = 33`, 3, "ipv4_mask", "/33"},
+		{"ipv4_mask zero", `ipv4_mask = 0`, 3, "ipv4_mask", "/0"},
+		{"ipv6_mask zero", `ipv6_mask = 0`, 3, "ipv6_mask", "/0"},
+		{"ipv6_mask above 128", `ipv6_mask = 129`, 3, "ipv6_mask", "/129"},
+		{"on_error neither accept nor tempfail", `on_error = "maybe"`, 3, "on_error", `"maybe"`},
+		{"log_format neither text nor json", `log_format = "xml"`, 3, "log_format", `"xml"`},
+		{"log_output neither stderr nor syslog", `log_output = "file"`, 3, "log_output", `"file"`},
+		{"an unknown log_level", `log_level = "loud"`, 3, "log_level", `"loud"`},
+		{"socket_mode not octal", `socket_mode = "999"`, 3, "socket_mode", `"999"`},
+		{"socket_mode above 0777", `socket_mode = "01777"`, 3, "socket_mode", `"01777"`},
+		{"listen of an unknown kind", `listen = "tcp:foo"`, 3, "listen", `unknown socket type "tcp"`},
+		{"listen with a port out of range", `listen = "inet:127.0.0.1:99999"`, 3, "listen", `bad port "99999"`},
+		{"listen on a relative unix path", `listen = "unix:milter.sock"`, 3, "listen", "absolute"},
+		{"a 5xx greylist_reply", `greylist_reply = "550 5.7.1 Go away"`, 3, "greylist_reply", `"550 5.7.1 Go away"`},
+		{"a greylist_reply whose classes differ", `greylist_reply = "451 5.7.1 Greylisted"`, 3, "greylist_reply", "4XX 4.X.X"},
+		{"recipient_delimiter with an @", `recipient_delimiter = "@"`, 3, "recipient_delimiter", "'@'"},
+		{"a negative auto_whitelist", `auto_whitelist = -1`, 3, "auto_whitelist", "0 (off) or more"},
+		{"an empty store", `store = ""`, 3, "store", "directory"},
+		{"a key set twice", "delay = \"5m\"\ndelay = \"6m\"", 4, "delay", "already been defined"},
+		{"a TOML syntax error", "delay = 5m", 3, "", ""},
+		{"an unterminated string", "delay = \"5m\nretry_window = \"2d\"", 3, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, "milter-grey.toml", head+tc.body+"\n")
+			c, err := loadConfig(path, false)
+			if err == nil {
+				t.Fatalf("loadConfig succeeded: %+v", c)
+			}
+			msg := err.Error()
+			loc := path + ":" + strconv.Itoa(tc.line) + ": "
+			if !strings.HasPrefix(msg, loc) {
+				t.Errorf("error %q does not start with %q", msg, loc)
+			}
+			if tc.key != "" && !strings.HasPrefix(msg, loc+tc.key+": ") {
+				t.Errorf("error %q does not name key %s after the line", msg, tc.key)
+			}
+			if !strings.Contains(msg, tc.text) {
+				t.Errorf("error %q does not say %q", msg, tc.text)
+			}
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Errorf("error %T is not a *configError", err)
+			}
+		})
+	}
+}
+
+// An entry in a list file is reported at its own file and line, with the
+// key that named the file.
+func TestListFileErrorsNameFileAndLine(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		key   string
+		lines string
+		line  int
+		text  string
+	}{
+		{"a bad recipient", "whitelist_recipient_files", "# recipients\nvip@\n@ # oops\n", 3, `bad recipient "@"`},
+		{"a bad client regexp", "whitelist_client_files", "mail.example.com\n\n\n/(/\n", 4, "bad regexp"},
+		{"a bad client CIDR", "never_auto_whitelist_files", "10.0.0.0/40\n", 1, "bad CIDR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			list := filepath.Join(dir, "list")
+			if err := os.WriteFile(list, []byte(tc.lines), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "milter-grey.toml")
+			if err := os.WriteFile(path, []byte(tc.key+" = ["+strconv.Quote(list)+"]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadConfig(path, false)
+			if err == nil {
+				t.Fatal("loadConfig succeeded")
+			}
+			msg := err.Error()
+			for _, want := range []string{list + ":" + strconv.Itoa(tc.line) + ": ", tc.key, path, tc.text} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingListFileIsAnError(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "absent")
+	path := writeFile(t, "milter-grey.toml", "whitelist_client_files = ["+strconv.Quote(list)+"]\n")
+	_, err := loadConfig(path, false)
+	if err == nil {
+		t.Fatal("loadConfig succeeded")
+	}
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), list) {
+		t.Errorf("error %q should be not-exist and name %s", err, list)
+	}
+}

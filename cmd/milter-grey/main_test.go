@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10025\"\ndelya = \"5m\"\n")
+	missing := filepath.Join(t.TempDir(), "absent.toml")
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string   // a prefix of stdout ("" means empty)
+		stderr []string // substrings of stderr (nil means empty)
+	}{
+		{
+			name: "check-config of a good file says OK",
+			args: []string{"check-config", "-config", fullConfig},
+			code: 0, stdout: fullConfig + ": OK\n",
+		},
+		{
+			name: "check-config of a bad file names file, line and key",
+			args: []string{"check-config", "-config", bad},
+			code: 1, stderr: []string{"milter-grey: " + bad + ":3: delya: unknown key"},
+		},
+		{
+			name: "check-config of a missing explicit file fails",
+			args: []string{"check-config", "-config", missing},
+			code: 1, stderr: []string{missing, "no such file"},
+		},
+		{
+			name: "serve with a bad file fails before starting",
+			args: []string{"serve", "-config", bad},
+			code: 1, stderr: []string{bad + ":3: delya: unknown key"},
+		},
+		{
+			name: "serve is the default command",
+			args: []string{"-config", bad},
+			code: 1, stderr: []string{bad + ":3: delya: unknown key"},
+		},
+		{
+			name: "version",
+			args: []string{"version"},
+			code: 0, stdout: "milter-grey ",
+		},
+		{
+			name: "an unknown command is a usage error",
+			args: []string{"frobnicate"},
+			code: 2, stderr: []string{`unknown command "frobnicate"`, "usage: milter-grey"},
+		},
+		{
+			name: "an extra argument is a usage error",
+			args: []string{"check-config", "-config", fullConfig, "extra"},
+			code: 2, stderr: []string{`unexpected argument "extra"`, "usage: milter-grey"},
+		},
+		{
+			name: "an unknown flag is a usage error",
+			args: []string{"check-config", "-nope"},
+			code: 2, stderr: []string{"-nope", "usage: milter-grey"},
+		},
+		{
+			name: "-h prints the usage and succeeds",
+			args: []string{"-h"},
+			code: 0, stderr: []string{"usage: milter-grey", "-config"},
+		},
+		{
+			name: "-h after a command prints the usage and succeeds",
+			args: []string{"check-config", "-h"},
+			code: 0, stderr: []string{"usage: milter-grey"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("run(%q) = %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, &stdout, &stderr)
+			}
+			if (tc.stdout == "" && stdout.Len() > 0) || !strings.HasPrefix(stdout.String(), tc.stdout) {
+				t.Errorf("stdout %q, want it to start with %q", &stdout, tc.stdout)
+			}
+			if tc.stderr == nil && stderr.Len() > 0 {
+				t.Errorf("stderr %q, want nothing", &stderr)
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr %q lacks %q", &stderr, want)
+				}
+			}
+		})
+	}
+}
