@@ -1,0 +1,401 @@
+package accessmap
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Warning is something about a table entry that an admin should know but
+// that does not stop the table from loading: an action that is not a
+// bypass, a duplicate key, a key that can never match.
+type Warning struct {
+	File   string
+	Line   int
+	Key    string // the key as written (not folded)
+	Action string
+	Msg    string
+}
+
+// String formats the warning for a log: "file:line: msg: key action".
+func (w Warning) String() string {
+	s := w.File + ":" + strconv.Itoa(w.Line) + ": " + w.Msg
+	if w.Key != "" {
+		s += ": " + w.Key + " " + w.Action
+	}
+	return s
+}
+
+// SyntaxError is a line that postmap(1) would skip with a warning. Load
+// and Parse refuse the whole table instead, so that a reload keeps the
+// previous table and the admin sees file:line.
+type SyntaxError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *SyntaxError) Error() string {
+	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg
+}
+
+// maxErrors bounds the syntax errors reported for one table.
+const maxErrors = 20
+
+// Load reads the access tables at paths, in order, as one table. A key
+// found in several places is decided by its first occurrence: within a file
+// that is what postmap(1) keeps for hash: tables (with a warning; texthash:
+// would refuse the whole table), and
+// across files it is what a Postfix table list (hash:a, hash:b) returns for
+// that key. The lookup order is applied to the merged table, so a more
+// specific key in a later file still beats a less specific one in an
+// earlier file.
+//
+// A path may carry a Postfix table type, as copied from main.cf:
+// "hash:/etc/postfix/access" reads /etc/postfix/access (the text source,
+// not the .db). Types whose source is not access(5) text (regexp:, pcre:,
+// cidr:, network tables) are an error.
+//
+// The error is an *os.PathError for a file that cannot be read, or joins
+// one *SyntaxError per bad line (at most 20). The warnings are for a log.
+func Load(opts Options, paths ...string) (*Table, []Warning, error) {
+	t := newTable(opts)
+	var warnings []Warning
+	var errs []error
+	var fp fingerprintBuilder
+	for _, p := range paths {
+		path, err := sourcePath(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		fi, err := f.Stat() // before reading: a change after this is seen by the next Stat
+		if err == nil && fi.IsDir() {
+			err = &os.PathError{Op: "read", Path: path, Err: errors.New("is a directory")}
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		fp.add(path, fi)
+		w, e := t.read(path, f)
+		f.Close()
+		warnings = append(warnings, w...)
+		errs = append(errs, e...)
+		if len(errs) >= maxErrors {
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return nil, warnings, errors.Join(errs...)
+	}
+	t.fp = fp.fingerprint()
+	return t, warnings, nil
+}
+
+// Parse reads one access table from r; name is used in warnings, errors
+// and matches. See Load.
+func Parse(opts Options, name string, r io.Reader) (*Table, []Warning, error) {
+	t := newTable(opts)
+	warnings, errs := t.read(name, r)
+	if len(errs) > 0 {
+		return nil, warnings, errors.Join(errs...)
+	}
+	return t, warnings, nil
+}
+
+func newTable(opts Options) *Table {
+	return &Table{opts: opts, entries: make(map[string]Match)}
+}
+
+// sourcePath strips a Postfix table type from p. Types whose source file
+// is access(5) text are accepted; the others are errors.
+func sourcePath(p string) (string, error) {
+	for {
+		typ, rest, ok := strings.Cut(p, ":")
+		if !ok || !isTableType(typ) {
+			return p, nil
+		}
+		switch typ {
+		case "proxy":
+			p = rest
+			continue
+		case "hash", "btree", "lmdb", "cdb", "dbm", "sdbm", "texthash":
+			return rest, nil
+		}
+		return "", fmt.Errorf("access table %s: table type %s: is not supported (only the text source of indexed tables such as hash: is)", p, typ)
+	}
+}
+
+// isTableType reports whether typ names a Postfix lookup table type.
+func isTableType(typ string) bool {
+	switch typ {
+	case "proxy", "hash", "btree", "lmdb", "cdb", "dbm", "sdbm", "texthash",
+		"regexp", "pcre", "cidr", "tcp", "socketmap", "ldap", "mysql", "pgsql",
+		"sqlite", "memcache", "static", "inline", "unionmap", "pipemap",
+		"randmap", "nis", "nisplus", "netinfo", "environ", "fail", "internal", "unix":
+		return true
+	}
+	return false
+}
+
+// read adds the entries of one file to t.
+func (t *Table) read(name string, r io.Reader) (warnings []Warning, errs []error) {
+	seen := make(map[string]int) // folded key -> line, in this file
+	for ll, err := range logicalLines(r) {
+		if err != nil {
+			var se *SyntaxError
+			if errors.As(err, &se) {
+				se.File = name
+			} else {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			errs = append(errs, err)
+			if len(errs) >= maxErrors || se == nil {
+				break
+			}
+			continue
+		}
+		key, value, msg := splitKeyValue(ll.text)
+		if msg != "" {
+			errs = append(errs, &SyntaxError{File: name, Line: ll.line, Msg: msg})
+			if len(errs) >= maxErrors {
+				break
+			}
+			continue
+		}
+		warn := func(msg string) {
+			warnings = append(warnings, Warning{File: name, Line: ll.line, Key: key, Action: value, Msg: msg})
+		}
+		folded := fold(key)
+		if first, dup := seen[folded]; dup {
+			warn(fmt.Sprintf("duplicate entry ignored, line %d wins", first))
+			continue
+		}
+		seen[folded] = ll.line
+		if prev, dup := t.entries[folded]; dup {
+			if !strings.EqualFold(prev.Action, value) {
+				warn(fmt.Sprintf("entry ignored, %s:%d (%s) comes first", prev.File, prev.Line, prev.Action))
+			}
+			continue
+		}
+		m := Match{Key: folded, Action: value, File: name, Line: ll.line}
+		switch classify(value) {
+		case accept:
+			m.Bypass = true
+			if len(value) == 3 && (value[0] == '4' || value[0] == '5') {
+				warn("all-numerical result: Postfix treats it as OK, not as a reply code; this entry is a bypass")
+			}
+		case dunno:
+		default:
+			warn("not a bypass action (only OK and all-numerical results are); the entry stops the lookup like DUNNO")
+		}
+		if msg := t.deadKey(folded); msg != "" {
+			warn(msg)
+		}
+		if strings.HasSuffix(key, ":") {
+			warn(`record is in "key: value" format; is this an alias file?`)
+		}
+		t.entries[folded] = m
+	}
+	return warnings, errs
+}
+
+// deadKey explains why Postfix never looks up key, or returns "".
+func (t *Table) deadKey(key string) string {
+	nullKey := t.opts.NullSenderKey
+	if nullKey == "" {
+		nullKey = "<>"
+	}
+	if key == fold(nullKey) {
+		return ""
+	}
+	if strings.HasPrefix(key, "@") {
+		return "never matches: a domain is written without @ (example.com), a local part with a trailing @ (user@)"
+	}
+	if local, ok := strings.CutSuffix(key, "@"); ok {
+		internal, ok := internalize(local)
+		if !ok {
+			return ""
+		}
+		if want := fold(quoteLocal(internal)) + "@"; want != key {
+			return "never matches: Postfix looks this local part up as " + want
+		}
+		return ""
+	}
+	if strings.Contains(key, "@") {
+		a, ok := parseAddress(key)
+		if !ok || a.null {
+			return ""
+		}
+		if want := fold(quoteLocal(a.local) + "@" + a.domain); want != key {
+			return "never matches: Postfix looks this address up as " + want
+		}
+		return ""
+	}
+	if strings.ContainsAny(key, "\"\\ \t") {
+		return "never matches: Postfix looks domains up without quotes, backslashes or white space"
+	}
+	if strings.HasSuffix(key, ".") {
+		return "never matches: Postfix looks domains up without a trailing dot"
+	}
+	if strings.HasPrefix(key, ".") && t.opts.ParentDomainMatchesSubdomains {
+		return "never matches while parent_domain_matches_subdomains includes smtpd_access_maps (the Postfix default): " +
+			strings.TrimPrefix(key, ".") + " already matches its subdomains"
+	}
+	return ""
+}
+
+// action is what an access table result means for the bypass list.
+type action int
+
+const (
+	other  action = iota // anything else: not a bypass, stops the lookup
+	accept               // OK or all-numerical: bypass
+	dunno                // DUNNO: stops the lookup, no match
+)
+
+// classify reads a result as Postfix's check_table_result does: the first
+// word (up to a space or tab) compared without case, and an all-digit value
+// taken as OK.
+func classify(value string) action {
+	word, _, _ := strings.Cut(strings.ReplaceAll(value, "\t", " "), " ")
+	switch {
+	case strings.EqualFold(word, "OK"):
+		return accept
+	case strings.EqualFold(word, "DUNNO"):
+		return dunno
+	case allDigits(value):
+		return accept
+	}
+	return other
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// logicalLine is one entry's text with the number of its first line.
+type logicalLine struct {
+	text string
+	line int
+}
+
+// isSpace is Postfix's ISSPACE in the C locale.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+// logicalLines reads r as Postfix's readllines does: blank lines and lines
+// whose first non-white-space character is '#' are skipped (also in the
+// middle of a logical line), and a line that starts with white space is
+// appended, newline removed, to the logical line before it.
+func logicalLines(r io.Reader) func(yield func(logicalLine, error) bool) {
+	return func(yield func(logicalLine, error) bool) {
+		br := bufio.NewReader(r)
+		var cur strings.Builder
+		start, lineno := 0, 0
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil && err != io.EOF {
+				yield(logicalLine{}, err)
+				return
+			}
+			if line == "" && err == io.EOF {
+				break
+			}
+			lineno++
+			line = strings.TrimSuffix(line, "\n")
+			if strings.IndexByte(line, 0) >= 0 {
+				// postmap's .db output, or some other binary file.
+				if !yield(logicalLine{}, &SyntaxError{Line: lineno, Msg: "NUL byte: not an access(5) text file (give the file postmap reads, not the .db it writes)"}) {
+					return
+				}
+				if err == io.EOF {
+					break
+				}
+				continue
+			}
+			i := 0
+			for i < len(line) && isSpace(line[i]) {
+				i++
+			}
+			switch {
+			case i == len(line) || line[i] == '#':
+				// blank or comment: skipped, does not end a logical line
+			case i > 0:
+				if start == 0 {
+					if !yield(logicalLine{}, &SyntaxError{Line: lineno, Msg: "line starts with white space but continues no entry (postmap: logical line must not start with whitespace)"}) {
+						return
+					}
+					break
+				}
+				cur.WriteString(line)
+			default:
+				if start > 0 && !yield(logicalLine{cur.String(), start}, nil) {
+					return
+				}
+				cur.Reset()
+				cur.WriteString(line)
+				start = lineno
+			}
+			if err == io.EOF {
+				break
+			}
+		}
+		if start > 0 {
+			yield(logicalLine{cur.String(), start}, nil)
+		}
+	}
+}
+
+// splitKeyValue splits a logical line as postmap's split_qnameval does:
+// the key ends at the first white space outside double quotes (a backslash
+// escapes the next character), the value is the rest with surrounding white
+// space removed. The key keeps its quotes and backslashes. msg says what is
+// wrong, or is "".
+func splitKeyValue(s string) (key, value, msg string) {
+	quoted := false
+	end := 0
+	for ; end < len(s); end++ {
+		c := s[end]
+		if c == '\\' {
+			end++
+			if end >= len(s) {
+				break
+			}
+			continue
+		}
+		if isSpace(c) && !quoted {
+			break
+		}
+		if c == '"' {
+			quoted = !quoted
+		}
+	}
+	if quoted {
+		return "", "", `unbalanced '"' in the key`
+	}
+	end = min(end, len(s))
+	key = s[:end]
+	value = strings.TrimFunc(s[end:], func(r rune) bool { return r < 0x80 && isSpace(byte(r)) })
+	if value == "" {
+		return "", "", fmt.Sprintf("%q has no value; expected format: key whitespace value", key)
+	}
+	return key, value, ""
+}
