@@ -34,9 +34,10 @@ type config struct {
 	DecisionTimeout duration `toml:"decision_timeout"`
 
 	// Store.
-	Store      string `toml:"store"`
-	SyncWrites bool   `toml:"sync_writes"`
-	OnError    string `toml:"on_error"`
+	Store       string `toml:"store"`
+	SyncWrites  bool   `toml:"sync_writes"`
+	RedisPrefix string `toml:"redis_prefix"`
+	OnError     string `toml:"on_error"`
 
 	// Greylisting.
 	Delay              duration `toml:"delay"`
@@ -77,6 +78,7 @@ func defaultConfig() *config {
 		IdleTimeout:        duration(10 * time.Minute),
 		DecisionTimeout:    duration(5 * time.Second),
 		Store:              "/var/lib/milter-grey",
+		RedisPrefix:        "milter-grey:",
 		OnError:            "accept",
 		Delay:              duration(greylist.DefaultPolicy.Delay),
 		RetryWindow:        duration(greylist.DefaultPolicy.RetryWindow),
@@ -208,8 +210,8 @@ func (c *config) validate() error {
 	if _, err := parseMode(c.SocketMode); err != nil {
 		return fail("socket_mode", "%v", err)
 	}
-	if c.Store == "" {
-		return fail("store", "must name a directory")
+	if err := checkStoreSpec(c.Store); err != nil {
+		return fail("store", "%v", err)
 	}
 	if c.OnError != "accept" && c.OnError != "tempfail" {
 		return fail("on_error", "%q: want \"accept\" or \"tempfail\"", c.OnError)

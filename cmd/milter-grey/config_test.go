@@ -121,6 +121,7 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 		DecisionTimeout:         duration(2 * time.Second),
 		Store:                   "/srv/milter-grey/db",
 		SyncWrites:              true,
+		RedisPrefix:             "mx-test:",
 		OnError:                 "tempfail",
 		Delay:                   duration(10 * time.Minute),
 		RetryWindow:             duration(3 * day),

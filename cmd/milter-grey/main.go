@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 )
@@ -27,8 +28,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("milter-grey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", DefaultConfigPath, "configuration `file` (TOML)")
+	from := fs.String("from", "", "copy-store: the `store` to read (Badger directory or Redis URL; default: the configured store)")
+	to := fs.String("to", "", "copy-store: the `store` to write")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: milter-grey [serve|check-config|version] [-config FILE]\n")
+		fmt.Fprintf(stderr, "usage: milter-grey [serve|check-config|version] [-config FILE]\n"+
+			"       milter-grey copy-store [-config FILE] [-from STORE] -to STORE\n")
 		fs.PrintDefaults()
 	}
 	// Flags may stand before or after the command.
@@ -67,6 +71,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		fmt.Fprintf(stdout, "%s: OK\n", c.path)
+		return 0
+	case "copy-store":
+		c, err := loadConfig(*configPath, !explicit)
+		if err != nil {
+			fmt.Fprintf(stderr, "milter-grey: %v\n", err)
+			return 1
+		}
+		src := *from
+		if src == "" {
+			src = c.Store
+		}
+		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		n, err := copyStore(c, src, *to, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "milter-grey: %v (%d records copied)\n", err, n)
+			return 1
+		}
+		fmt.Fprintf(stdout, "copied %d records from %s to %s\n", n, redactSpec(src), redactSpec(*to))
 		return 0
 	case "serve":
 		c, err := loadConfig(*configPath, !explicit)

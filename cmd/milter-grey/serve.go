@@ -7,12 +7,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/greylist/badgerstore"
+	"github.com/milter-grey/milter-grey/greylist/redisstore"
 	"github.com/milter-grey/milter-grey/milter"
 )
 
@@ -26,22 +25,13 @@ type daemon struct {
 	ln     net.Listener
 }
 
-// openStore opens the store named by the configuration.
-func openStore(c *config, log *slog.Logger) (greylist.Store, error) {
-	if strings.Contains(c.Store, "://") {
-		return nil, fmt.Errorf("store %q: only a Badger directory is supported", c.Store)
-	}
-	dir := strings.TrimPrefix(c.Store, "badger:")
-	return badgerstore.Open(dir, badgerstore.Options{SyncWrites: c.SyncWrites, Logger: log.With("component", "badger")})
-}
-
 // start opens the store and the socket and starts serving.
 func start(c *config, log *slog.Logger) (*daemon, error) {
 	lists, err := c.lists()
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(c, log)
+	store, err := openStore(c.Store, c, log)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +81,7 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 	if !c.present {
 		cfgName = "(none: defaults)"
 	}
-	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", c.Store,
+	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", redactSpec(c.Store),
 		"delay", formatDuration(time.Duration(c.Delay)), "config", cfgName,
 		"trusted", lists.Trusted.Len(), "whitelist_clients", lists.Clients.Len(),
 		"whitelist_recipients", lists.Recipients.Len())
@@ -141,8 +131,10 @@ func serve(c *config) error {
 		return err
 	}
 	defer closer.Close()
-	// go-milter logs through the standard log package: send it here too.
+	// go-milter logs through the standard log package and go-redis through
+	// a process-wide logger: send both here too.
 	slog.SetDefault(log)
+	redisstore.SetLibraryLogger(log.With("component", "go-redis"))
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
