@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/milter-grey/milter-grey/accessmap"
 )
 
 // Action is what happens to a recipient.
@@ -16,11 +18,17 @@ type Action uint8
 const (
 	Pass     Action = iota // accept the recipient
 	Greylist               // answer 451 for this recipient
+	// Defer: a listed sender not proven by SPF; the caller verifies DKIM
+	// at end of message, then calls Decide again with DKIMChecked set.
+	Defer
 )
 
 func (a Action) String() string {
-	if a == Greylist {
+	switch a {
+	case Greylist:
 		return "greylist"
+	case Defer:
+		return "defer"
 	}
 	return "pass"
 }
@@ -49,7 +57,11 @@ type Config struct {
 	// after the delay), counted at most once an hour, before their client
 	// skips greylisting; 0 turns the auto-whitelist off.
 	AutoWhitelist int
-	OnError       OnError
+	// KeyBySPFDomain keys a triplet whose sender SPF proves by the
+	// sender's domain ("spf:example.com") instead of the client network,
+	// so a retry from another server of the sender's pool passes.
+	KeyBySPFDomain bool
+	OnError        OnError
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives store outage reports (one on failure, one on
@@ -71,6 +83,20 @@ type Lists struct {
 	Clients            *ClientList    // whitelisted clients
 	Recipients         *RecipientList // whitelisted recipients
 	NeverAutoWhitelist *ClientList    // clients the auto-whitelist must not learn
+	// Bypass lists senders that skip greylisting when SPF or an aligned
+	// DKIM signature proves their domain (Postfix access(5) tables).
+	Bypass *accessmap.Table
+}
+
+// SPFResult is what the engine needs of an SPF evaluation.
+type SPFResult struct {
+	// Proven: SPF passed, from a record that is not wide open.
+	Proven bool
+	// Domain is the domain SPF authenticated.
+	Domain string
+	// Result is the outcome for logs: pass, fail, softfail, neutral, none,
+	// temperror, permerror, pass(wide-open).
+	Result string
 }
 
 // Request is one recipient of one SMTP transaction.
@@ -82,14 +108,31 @@ type Request struct {
 	Recipient  string
 	// AuthUser is the SASL login of the session, or "".
 	AuthUser string
+	// SPF evaluates SPF for the message, at most once (the caller
+	// memoises it); nil means SPF is not available. It is called only when
+	// a decision needs it: a listed sender, or keying by SPF domain.
+	SPF func(ctx context.Context) SPFResult
+	// DKIMChecked says the message's DKIM signatures were verified and
+	// did not prove a listed sender: it is greylisted like any other.
+	DKIMChecked bool
+}
+
+func (r *Request) spf(ctx context.Context) (SPFResult, bool) {
+	if r.SPF == nil {
+		return SPFResult{}, false
+	}
+	return r.SPF(ctx), true
 }
 
 // Decision is the engine's answer for one Request.
 type Decision struct {
 	Action Action
 	Reason Reason
-	// Match is the list entry that exempted the recipient, if any.
+	// Match is the list entry that exempted the recipient, or the bypass
+	// list entry that matched the sender.
 	Match string
+	// SPF is the SPF result, when the decision evaluated it ("" if not).
+	SPF string
 	// Key is the triplet key, when the triplet was looked up.
 	Key    string
 	Waited time.Duration // for ReasonRetried: how long the sender waited
@@ -185,7 +228,32 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		}
 	}
 
-	key := TripletKey(client,
+	// A listed sender passes when SPF proves its domain; otherwise DKIM
+	// may still prove it at end of message.
+	var spfResult string
+	if l.Bypass != nil {
+		if m, listed := l.Bypass.Lookup(req.Sender); listed {
+			spf, ok := req.spf(ctx)
+			spfResult = spf.Result
+			switch {
+			case spf.Proven:
+				return Decision{Action: Pass, Reason: ReasonBypassSPF, Match: m.String(), SPF: spf.Result}
+			case ok && !req.DKIMChecked:
+				return Decision{Action: Defer, Reason: ReasonPending, Match: m.String(), SPF: spf.Result}
+			}
+		}
+	}
+
+	tripletClient := client
+	if e.cfg.KeyBySPFDomain {
+		if spf, ok := req.spf(ctx); ok {
+			spfResult = spf.Result
+			if spf.Proven && spf.Domain != "" {
+				tripletClient = "spf:" + spf.Domain
+			}
+		}
+	}
+	key := TripletKey(tripletClient,
 		NormalizeSender(req.Sender, e.cfg.Delimiters),
 		NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
 	var v Verdict
@@ -196,14 +264,14 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	})
 	if err != nil {
 		d := e.storeFailed(err)
-		d.Key = key
+		d.Key, d.SPF = key, spfResult
 		return d
 	}
 	e.storeOK()
 	if v.Reason == ReasonRetried && awl {
 		e.touchClient(ctx, client, now, true)
 	}
-	d := Decision{Action: Pass, Reason: v.Reason, Key: key, Waited: v.Waited, RetryIn: v.RetryIn}
+	d := Decision{Action: Pass, Reason: v.Reason, Key: key, SPF: spfResult, Waited: v.Waited, RetryIn: v.RetryIn}
 	if !v.Pass {
 		d.Action = Greylist
 	}

@@ -17,4 +17,8 @@ const (
 	ReasonAutoWhitelist   Reason = "auto-whitelist"   // client with enough passed triplets
 	ReasonNoClientAddr    Reason = "no-client-address"
 	ReasonStoreError      Reason = "store-error" // the store failed: on_error decides
+
+	ReasonBypassSPF  Reason = "bypass-spf"   // listed sender proven by SPF
+	ReasonBypassDKIM Reason = "bypass-dkim"  // listed sender proven by an aligned DKIM signature
+	ReasonPending    Reason = "pending-dkim" // listed sender not proven by SPF: DKIM decides at end of message
 )

@@ -16,6 +16,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -37,7 +38,24 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Log receives one line per decision; nil discards them.
 	Log *slog.Logger
+
+	// SPF evaluates SPF for listed senders and SPF-domain keys; nil turns
+	// both off.
+	SPF *auth.SPF
+	// NewDKIM returns a verifier for one message whose listed sender SPF
+	// did not prove; nil means no DKIM (such senders are greylisted).
+	NewDKIM func() *auth.DKIMVerifier
+	// StrictAlignment requires the DKIM d= to equal the sender's domain;
+	// otherwise the same organisational domain suffices (relaxed).
+	StrictAlignment bool
+	// DKIMTimeout bounds the wait for DKIM results at end of message.
+	DKIMTimeout time.Duration
 }
+
+// maxMessageTime bounds how long a DKIM verification may wait for the rest
+// of its message: an MTA that drops the connection mid-message sends no
+// abort, and the verifier's goroutine must not wait for ever.
+const maxMessageTime = time.Hour
 
 // Server serves milter connections.
 type Server struct {
@@ -76,13 +94,18 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.DKIMTimeout == 0 {
+		cfg.DKIMTimeout = auth.DefaultTimeout
+	}
 	s := &Server{cfg: cfg}
 	s.gm = &gomilter.Server{
 		NewMilter: s.newSession,
 		Actions:   gomilter.OptAddHeader,
 		// No unknown-command events: go-milter closes the session on
-		// SMFIC_UNKNOWN (LIBRARIES.md G3).
-		Protocol: gomilter.OptNoUnknown,
+		// SMFIC_UNKNOWN (LIBRARIES.md G3). Header values keep the space
+		// after the colon, so DKIM's simple header canonicalization
+		// sees each field exactly as sent.
+		Protocol: gomilter.OptNoUnknown | gomilter.OptHeaderLeadingSpace,
 	}
 	return s, nil
 }

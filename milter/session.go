@@ -12,6 +12,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -44,15 +45,39 @@ type session struct {
 	authUser string
 	queueID  string
 	deferred []string      // null-sender recipients, decided after the envelope
+	pending  []pendingRcpt // listed senders awaiting DKIM at end of message
 	waited   time.Duration // longest delay of a retried recipient
+	bypass   string        // how a bypassed recipient's sender was proven
 	envDone  bool          // the envelope has been decided
+	spfDone  bool
+	spf      auth.SPFResult
+	dkim     *auth.DKIMVerifier
+	dkimStop *time.Timer
+}
+
+// pendingRcpt is a recipient whose listed sender DKIM may still prove.
+type pendingRcpt struct {
+	rcpt  string
+	match string // the bypass list entry
 }
 
 func (s *session) resetMessage() {
 	s.sender, s.null, s.authUser, s.queueID = "", false, "", ""
 	s.deferred = s.deferred[:0]
+	s.pending = s.pending[:0]
 	s.waited = 0
+	s.bypass = ""
 	s.envDone = false
+	s.spfDone, s.spf = false, auth.SPFResult{}
+	s.stopDKIM()
+}
+
+func (s *session) stopDKIM() {
+	if s.dkim != nil {
+		s.dkim.Abort()
+		s.dkimStop.Stop()
+		s.dkim, s.dkimStop = nil, nil
+	}
 }
 
 // Connect starts a new SMTP session. After XCLIENT Postfix sends a second
@@ -128,12 +153,29 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 }
 
 func (s *session) request(rcpt string) greylist.Request {
-	return greylist.Request{
+	req := greylist.Request{
 		Client:     s.ip,
 		ClientName: s.name,
 		Sender:     s.sender,
 		Recipient:  rcpt,
 		AuthUser:   s.authUser,
+	}
+	if s.srv.cfg.SPF != nil {
+		req.SPF = s.checkSPF
+	}
+	return req
+}
+
+// checkSPF evaluates SPF once per message, when a decision first needs it.
+func (s *session) checkSPF(ctx context.Context) greylist.SPFResult {
+	if !s.spfDone {
+		s.spf = s.srv.cfg.SPF.Check(ctx, s.ip, s.helo, s.sender)
+		s.spfDone = true
+	}
+	return greylist.SPFResult{
+		Proven: s.spf.Proven(),
+		Domain: s.spf.Domain,
+		Result: strings.TrimPrefix(s.spf.String(), "spf="),
 	}
 }
 
@@ -150,28 +192,45 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 		// not be greylisted, and a bounce is only kept waiting when
 		// it is really sent.
 		if d, ok := s.srv.cfg.Engine.Exempt(req); ok {
-			s.logDecision(req, d)
+			s.logDecision(req, d, "")
 			return gomilter.RespContinue, nil
 		}
 		s.deferred = append(s.deferred, rcpt)
 		return gomilter.RespContinue, nil
 	}
-	d := s.decide(req)
-	if d.Action == greylist.Greylist {
+	return s.answer(rcpt, s.decide(req, ""))
+}
+
+// answer turns a recipient's decision into the reply at RCPT.
+func (s *session) answer(rcpt string, d greylist.Decision) (gomilter.Response, error) {
+	switch d.Action {
+	case greylist.Greylist:
 		return s.reply(d), nil
+	case greylist.Defer:
+		s.pending = append(s.pending, pendingRcpt{rcpt: rcpt, match: d.Match})
 	}
 	return gomilter.RespContinue, nil
 }
 
-func (s *session) decide(req greylist.Request) greylist.Decision {
+// decide decides one recipient and logs it; dkim is the message's DKIM
+// verdict for the log, once known.
+func (s *session) decide(req greylist.Request, dkim string) greylist.Decision {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.DecisionTimeout)
 	defer cancel()
 	d := s.srv.cfg.Engine.Decide(ctx, req)
-	if d.Reason == greylist.ReasonRetried && d.Waited > s.waited {
-		s.waited = d.Waited
-	}
-	s.logDecision(req, d)
+	s.note(d)
+	s.logDecision(req, d, dkim)
 	return d
+}
+
+// note remembers what the header at end of message must say.
+func (s *session) note(d greylist.Decision) {
+	switch d.Reason {
+	case greylist.ReasonRetried:
+		s.waited = max(s.waited, d.Waited)
+	case greylist.ReasonBypassSPF:
+		s.bypass = "spf=" + d.SPF
+	}
 }
 
 // reply is the SMTP reply for a greylisted recipient or message. A custom
@@ -185,74 +244,167 @@ func (s *session) reply(d greylist.Decision) gomilter.Response {
 }
 
 // afterEnvelope runs at the first event after DATA. It decides deferred
-// null-sender recipients and returns the reply if one is greylisted.
-// Otherwise, with nothing left to do for this message, it accepts, so the
-// MTA stops sending headers and body to us.
-func (s *session) afterEnvelope(m *gomilter.Modifier) (r gomilter.Response, greylisted bool) {
+// null-sender recipients and returns the reply if one is greylisted (nil
+// otherwise), and starts DKIM verification for recipients pending it.
+func (s *session) afterEnvelope(m *gomilter.Modifier) gomilter.Response {
 	s.envDone = true
 	if s.queueID == "" {
 		s.queueID = m.Macros["i"]
 	}
 	var worst *greylist.Decision
 	for _, rcpt := range s.deferred {
-		d := s.decide(s.request(rcpt))
-		if d.Action == greylist.Greylist && (worst == nil || d.RetryIn > worst.RetryIn) {
+		d := s.decide(s.request(rcpt), "")
+		switch {
+		case d.Action == greylist.Greylist && (worst == nil || d.RetryIn > worst.RetryIn):
 			worst = &d
+		case d.Action == greylist.Defer:
+			s.pending = append(s.pending, pendingRcpt{rcpt: rcpt, match: d.Match})
 		}
 	}
 	s.deferred = s.deferred[:0]
 	if worst != nil {
 		// One reply for the whole message: at this stage the MTA can
 		// only refuse the message, for all its recipients.
-		return s.reply(*worst), true
+		return s.reply(*worst)
 	}
-	if s.wantHeader() {
-		return gomilter.RespContinue, false // the header is added at end of message
+	if len(s.pending) > 0 && s.srv.cfg.NewDKIM != nil {
+		s.dkim = s.srv.cfg.NewDKIM()
+		s.dkimStop = time.AfterFunc(maxMessageTime, s.dkim.Abort)
 	}
-	return respAccept, false
+	return nil
 }
 
-func (s *session) wantHeader() bool { return s.srv.cfg.AddHeader && s.waited > 0 }
+// needMessage says whether the rest of the message matters: recipients are
+// decided, or a header is added, at its end. Otherwise the message is
+// accepted early, so the MTA stops sending it to us.
+func (s *session) needMessage() bool { return len(s.pending) > 0 || s.wantHeader() }
+
+// startOfData runs afterEnvelope at the first event after DATA and gives
+// the reply that ends the message early, if any.
+func (s *session) startOfData(m *gomilter.Modifier) gomilter.Response {
+	if s.envDone {
+		return nil
+	}
+	if r := s.afterEnvelope(m); r != nil {
+		return r
+	}
+	if !s.needMessage() {
+		return respAccept
+	}
+	return nil
+}
+
+func (s *session) wantHeader() bool {
+	return s.srv.cfg.AddHeader && (s.waited > 0 || s.bypass != "")
+}
 
 func (s *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
-	if !s.envDone {
-		r, _ := s.afterEnvelope(m)
+	if r := s.startOfData(m); r != nil {
 		return r, nil
+	}
+	if s.dkim != nil {
+		// An error means the verifier gave up (too large, aborted): the
+		// verdict at end of message says so.
+		s.dkim.Header(name, value)
 	}
 	return gomilter.RespContinue, nil
 }
 
 func (s *session) Headers(h textproto.MIMEHeader, m *gomilter.Modifier) (gomilter.Response, error) {
-	if !s.envDone {
-		r, _ := s.afterEnvelope(m)
+	if r := s.startOfData(m); r != nil {
 		return r, nil
+	}
+	if s.dkim != nil {
+		s.dkim.EndHeaders()
 	}
 	return gomilter.RespContinue, nil
 }
 
 func (s *session) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	if s.dkim != nil {
+		s.dkim.Body(chunk)
+	}
 	return gomilter.RespContinue, nil
 }
 
-// Body is the end of the message: the only place where headers may be
-// added.
+// Body is the end of the message: recipients pending DKIM are decided, and
+// headers may be added (the only place where they may).
 func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	defer s.resetMessage()
 	if !s.envDone {
-		if r, greylisted := s.afterEnvelope(m); greylisted {
+		if r := s.afterEnvelope(m); r != nil {
 			return r, nil
 		}
 	}
+	if r, refused := s.decidePending(); refused {
+		return r, nil
+	}
 	if s.wantHeader() {
-		secs := int64(s.waited / time.Second)
-		v := fmt.Sprintf("delayed %d seconds by milter-grey on %s", secs, s.srv.cfg.Hostname)
-		if err := m.AddHeader("X-Greylist", v); err != nil {
-			// The connection is broken; the MTA will apply its own
+		if err := m.AddHeader("X-Greylist", s.headerValue()); err != nil {
+			// The connection is broken; the MTA applies its own
 			// default. Say so and keep the session alive.
 			s.srv.cfg.Log.Warn("cannot add X-Greylist header", "client", s.clientID, "qid", s.queueID, "err", err)
 		}
 	}
 	return respAccept, nil
+}
+
+// decidePending decides the recipients of a listed sender that SPF did not
+// prove: an aligned DKIM signature passes them all; otherwise each is
+// greylisted or passed on its triplet, and the message is refused if any
+// is greylisted.
+func (s *session) decidePending() (r gomilter.Response, refused bool) {
+	if len(s.pending) == 0 {
+		return nil, false
+	}
+	verdict := auth.DKIMVerdict{Result: auth.ResultNone}
+	if s.dkim != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.DKIMTimeout)
+		results, err := s.dkim.Close(ctx)
+		cancel()
+		verdict = auth.EvaluateDKIM(results, auth.SenderDomain(s.sender), s.srv.cfg.StrictAlignment)
+		if verdict.Err == nil {
+			verdict.Err = err
+		}
+	}
+	dkim := strings.TrimPrefix(verdict.String(), "dkim=")
+	if verdict.Proven() {
+		s.bypass = "dkim=" + dkim
+		for _, p := range s.pending {
+			req := s.request(p.rcpt)
+			s.logDecision(req, greylist.Decision{Action: greylist.Pass, Reason: greylist.ReasonBypassDKIM,
+				Match: p.match, SPF: s.spfResult()}, dkim)
+		}
+		return nil, false
+	}
+	var worst *greylist.Decision
+	for _, p := range s.pending {
+		req := s.request(p.rcpt)
+		req.DKIMChecked = true
+		d := s.decide(req, dkim)
+		if d.Action == greylist.Greylist && (worst == nil || d.RetryIn > worst.RetryIn) {
+			worst = &d
+		}
+	}
+	if worst != nil {
+		return s.reply(*worst), true
+	}
+	return nil, false
+}
+
+// spfResult is the message's SPF result for logs, "" if not evaluated.
+func (s *session) spfResult() string {
+	if !s.spfDone {
+		return ""
+	}
+	return strings.TrimPrefix(s.spf.String(), "spf=")
+}
+
+func (s *session) headerValue() string {
+	if s.waited > 0 {
+		return fmt.Sprintf("delayed %d seconds by milter-grey on %s", int64(s.waited/time.Second), s.srv.cfg.Hostname)
+	}
+	return fmt.Sprintf("not delayed, sender proven (%s) by milter-grey on %s", s.bypass, s.srv.cfg.Hostname)
 }
 
 func (s *session) Abort(m *gomilter.Modifier) error {
@@ -261,7 +413,7 @@ func (s *session) Abort(m *gomilter.Modifier) error {
 }
 
 // logDecision writes the decision log line, a stable interface for admins.
-func (s *session) logDecision(req greylist.Request, d greylist.Decision) {
+func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim string) {
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,
 		slog.String("action", d.Action.String()),
@@ -278,6 +430,12 @@ func (s *session) logDecision(req greylist.Request, d greylist.Decision) {
 	attrs = append(attrs, slog.String("helo", s.helo), slog.String("sender", sender), slog.String("rcpt", req.Recipient))
 	if d.Match != "" {
 		attrs = append(attrs, slog.String("match", d.Match))
+	}
+	if d.SPF != "" {
+		attrs = append(attrs, slog.String("spf", d.SPF))
+	}
+	if dkim != "" {
+		attrs = append(attrs, slog.String("dkim", dkim))
 	}
 	if d.Key != "" {
 		attrs = append(attrs, slog.String("key", d.Key))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/milter-grey/milter-grey/accessmap"
+	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/milter"
 )
@@ -59,6 +62,17 @@ type config struct {
 	WhitelistRecipientFiles []string `toml:"whitelist_recipient_files"`
 	NeverAutoWhitelist      []string `toml:"never_auto_whitelist"`
 	NeverAutoWhitelistFiles []string `toml:"never_auto_whitelist_files"`
+	ReloadInterval          duration `toml:"reload_interval"`
+
+	// Authenticated sender bypass.
+	BypassSenderFiles             []string `toml:"bypass_sender_files"`
+	ParentDomainMatchesSubdomains bool     `toml:"parent_domain_matches_subdomains"`
+	KeyBySPFDomain                bool     `toml:"key_by_spf_domain"`
+	DKIMAlignment                 string   `toml:"dkim_alignment"`
+	DKIMMaxSignatures             int      `toml:"dkim_max_signatures"`
+	DKIMMaxBytes                  int64    `toml:"dkim_max_bytes"`
+	DNSServer                     string   `toml:"dns_server"`
+	DNSTimeout                    duration `toml:"dns_timeout"`
 
 	// Logging.
 	LogFormat string `toml:"log_format"`
@@ -90,9 +104,17 @@ func defaultConfig() *config {
 		Reply:              milter.DefaultReply,
 		AddHeader:          true,
 		TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},
-		LogFormat:          "text",
-		LogOutput:          "stderr",
-		LogLevel:           "info",
+		ReloadInterval:     duration(10 * time.Second),
+
+		ParentDomainMatchesSubdomains: true,
+		KeyBySPFDomain:                true,
+		DKIMAlignment:                 "relaxed",
+		DKIMMaxSignatures:             auth.DefaultDKIMMaxSignatures,
+		DKIMMaxBytes:                  auth.DefaultDKIMMaxBytes,
+		DNSTimeout:                    duration(auth.DefaultTimeout),
+		LogFormat:                     "text",
+		LogOutput:                     "stderr",
+		LogLevel:                      "info",
 	}
 }
 
@@ -156,7 +178,7 @@ func loadConfig(path string, optional bool) (*config, error) {
 // the configuration file, not to wherever the daemon was started.
 func (c *config) resolvePaths() {
 	dir := filepath.Dir(c.path)
-	for _, l := range []*[]string{&c.WhitelistClientFiles, &c.WhitelistRecipientFiles, &c.NeverAutoWhitelistFiles} {
+	for _, l := range []*[]string{&c.WhitelistClientFiles, &c.WhitelistRecipientFiles, &c.NeverAutoWhitelistFiles, &c.BypassSenderFiles} {
 		for i, p := range *l {
 			if p != "" && !filepath.IsAbs(p) {
 				(*l)[i] = filepath.Join(dir, p)
@@ -245,6 +267,27 @@ func (c *config) validate() error {
 	if c.AutoWhitelist < 0 {
 		return fail("auto_whitelist", "must be 0 (off) or more")
 	}
+	if c.ReloadInterval < 0 {
+		return fail("reload_interval", "must be 0 (off) or positive")
+	}
+	if c.DKIMAlignment != "relaxed" && c.DKIMAlignment != "strict" {
+		return fail("dkim_alignment", "%q: want \"relaxed\" or \"strict\"", c.DKIMAlignment)
+	}
+	if c.DKIMMaxSignatures < 1 || c.DKIMMaxSignatures > 50 {
+		return fail("dkim_max_signatures", "%d: want 1 to 50", c.DKIMMaxSignatures)
+	}
+	if c.DKIMMaxBytes < 64<<10 {
+		return fail("dkim_max_bytes", "%d: want at least 65536", c.DKIMMaxBytes)
+	}
+	if c.DNSServer != "" {
+		if _, port, err := net.SplitHostPort(c.DNSServer); err != nil || port == "" {
+			return fail("dns_server", "%q: want HOST:PORT, e.g. \"127.0.0.1:53\"", c.DNSServer)
+		}
+	}
+	if c.DNSTimeout <= 0 || c.DNSTimeout >= c.DecisionTimeout {
+		return fail("dns_timeout", "%s must be positive and shorter than decision_timeout (%s)",
+			formatDuration(time.Duration(c.DNSTimeout)), formatDuration(time.Duration(c.DecisionTimeout)))
+	}
 	if err := milter.ValidateReply(c.Reply); err != nil {
 		return fail("greylist_reply", "%v", err)
 	}
@@ -275,6 +318,23 @@ func parseMode(s string) (os.FileMode, error) {
 // lists builds the exemption lists from the inline entries and the list
 // files. Errors name the config key and entry, or the file and line.
 func (c *config) lists() (*greylist.Lists, error) {
+	l, _, err := c.listsWarn()
+	return l, err
+}
+
+// listFiles are every list file the configuration names, for change
+// detection.
+func (c *config) listFiles() []string {
+	var all []string
+	for _, l := range [][]string{c.WhitelistClientFiles, c.WhitelistRecipientFiles, c.NeverAutoWhitelistFiles, c.BypassSenderFiles} {
+		all = append(all, l...)
+	}
+	return all
+}
+
+// listsWarn is lists with the warnings of the bypass files (entries that
+// load but are not bypasses, such as REJECT).
+func (c *config) listsWarn() (*greylist.Lists, []accessmap.Warning, error) {
 	data := c.data
 	l := &greylist.Lists{
 		Trusted:            &greylist.Networks{},
@@ -306,7 +366,7 @@ func (c *config) lists() (*greylist.Lists, error) {
 	}
 	for _, err := range steps {
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, err := range []error{
@@ -315,10 +375,21 @@ func (c *config) lists() (*greylist.Lists, error) {
 		files("never_auto_whitelist_files", c.NeverAutoWhitelistFiles, l.NeverAutoWhitelist.Add),
 	} {
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return l, nil
+	var warnings []accessmap.Warning
+	if len(c.BypassSenderFiles) > 0 {
+		opts := accessmap.DefaultOptions()
+		opts.Delimiters = c.RecipientDelimiter
+		opts.ParentDomainMatchesSubdomains = c.ParentDomainMatchesSubdomains
+		t, w, err := accessmap.Load(opts, c.BypassSenderFiles...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bypass_sender_files (from %s): %w", c.path, err)
+		}
+		l.Bypass, warnings = t, w
+	}
+	return l, warnings, nil
 }
 
 // sameExceptLists reports whether c and o differ only in their lists.
@@ -328,6 +399,7 @@ func (c *config) sameExceptLists(o *config) bool {
 		y.TrustedNetworks, y.WhitelistClients, y.WhitelistClientFiles = nil, nil, nil
 		y.WhitelistRecipients, y.WhitelistRecipientFiles = nil, nil
 		y.NeverAutoWhitelist, y.NeverAutoWhitelistFiles = nil, nil
+		y.BypassSenderFiles = nil
 		y.data, y.present = nil, false
 		return y
 	}

@@ -70,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s: not found; the defaults apply and are valid\n", c.path)
 			return 0
 		}
+		_, warnings, _ := c.listsWarn() // errors were reported by loadConfig
+		for _, w := range warnings {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "%s: OK\n", c.path)
 		return 0
 	case "copy-store":

@@ -31,7 +31,7 @@ func TestSampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 	got.data, got.present = nil, false // how it was read, not what it says
 	// Empty lists in the file decode as empty, not nil.
 	for _, l := range []*[]string{&want.WhitelistClients, &want.WhitelistClientFiles, &want.WhitelistRecipients,
-		&want.WhitelistRecipientFiles, &want.NeverAutoWhitelist, &want.NeverAutoWhitelistFiles} {
+		&want.WhitelistRecipientFiles, &want.NeverAutoWhitelist, &want.NeverAutoWhitelistFiles, &want.BypassSenderFiles} {
 		*l = []string{}
 	}
 	if !reflect.DeepEqual(got, want) {
