@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,7 +56,7 @@ type daemon struct {
 	Addr   string // host:port of the milter socket, for Postfix and clients
 	Port   int
 	Dir    string
-	Store  string // the store directory; it survives Kill9 and Restart
+	Store  string // the store directory, or what cfg's store key names; it survives Kill9 and Restart
 	bin    string
 	config string
 
@@ -72,10 +74,11 @@ type run struct {
 	exitOK atomic.Bool   // we stopped it, or its exit was already reported
 }
 
-// startDaemon writes cfg into a config file, prefixed with the listen and
-// store settings the harness owns (cfg must not set them), starts the daemon
-// and waits until its milter port accepts connections. It is stopped when
-// the test ends.
+// startDaemon writes cfg into a config file, prefixed with the listen
+// setting the harness owns (cfg must not set it) and, unless cfg sets store
+// itself (a Redis URL, say), a store directory of its own; it starts the
+// daemon and waits until its milter port accepts connections. It is stopped
+// when the test ends.
 func startDaemon(t *testing.T, cfg string) *daemon {
 	t.Helper()
 	bin := buildDaemon(t)
@@ -89,7 +92,13 @@ func startDaemon(t *testing.T, cfg string) *daemon {
 		bin:    bin,
 		config: filepath.Join(dir, "milter-grey.toml"),
 	}
-	conf := fmt.Sprintf("listen = %q\nstore = %q\n", "inet:"+d.Addr, d.Store) + cfg
+	conf := fmt.Sprintf("listen = %q\n", "inet:"+d.Addr)
+	if spec, ok := configString(cfg, "store"); ok {
+		d.Store = spec
+	} else {
+		conf += fmt.Sprintf("store = %q\n", d.Store)
+	}
+	conf += cfg
 	if err := os.WriteFile(d.config, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -235,4 +244,20 @@ func (d *daemon) Log() string {
 func (d *daemon) WaitLog(t testing.TB, timeout time.Duration, parts ...string) string {
 	t.Helper()
 	return waitForLine(t, "the milter-grey log", d.Log, timeout, parts...)
+}
+
+// configString returns the value of a top-level key = "string" line of a
+// TOML text (as greyConfig writes them), and whether there is one.
+func configString(cfg, key string) (string, bool) {
+	for _, line := range strings.Split(cfg, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) != key {
+			continue
+		}
+		if s, err := strconv.Unquote(strings.TrimSpace(v)); err == nil {
+			return s, true
+		}
+		return strings.TrimSpace(v), true
+	}
+	return "", false
 }

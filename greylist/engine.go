@@ -204,8 +204,22 @@ func (e *Engine) Now() time.Time { return e.cfg.Now() }
 // Decide decides one recipient: exemptions first (trusted network, SASL,
 // client and recipient whitelists, auto-whitelist), then the triplet.
 func (e *Engine) Decide(ctx context.Context, req Request) Decision {
+	return e.decide(ctx, req, true)
+}
+
+// Explain says what Decide would answer now, and why, without writing to
+// the store or counting towards the auto-whitelist (admin "explain").
+func (e *Engine) Explain(ctx context.Context, req Request) Decision {
+	return e.decide(ctx, req, false)
+}
+
+func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 	if d, ok := e.Exempt(req); ok {
 		return d
+	}
+	failed := e.storeFailed
+	if !write {
+		failed = e.onErrorDecision // no outage report for a look
 	}
 	l := e.lists.Load()
 	now := e.cfg.Now()
@@ -220,11 +234,13 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		rec, _, err := e.store.Get(ctx, ClientKey(client))
 		switch {
 		case err == nil && rec.Count >= uint32(e.cfg.AutoWhitelist):
-			e.storeOK() // before touchClient, which may report a failure
-			e.touchClient(ctx, client, now, false)
+			if write {
+				e.storeOK() // before touchClient, which may report a failure
+				e.touchClient(ctx, client, now, false)
+			}
 			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
 		case err != nil && !errors.Is(err, ErrNotFound):
-			return e.storeFailed(err)
+			return failed(err)
 		}
 	}
 
@@ -257,19 +273,31 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		NormalizeSender(req.Sender, e.cfg.Delimiters),
 		NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
 	var v Verdict
-	err := e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
-		next, ttl, verdict := e.cfg.Policy.Step(cur, now)
-		v = verdict
-		return next, ttl, nil
-	})
+	var err error
+	if write {
+		err = e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
+			next, ttl, verdict := e.cfg.Policy.Step(cur, now)
+			v = verdict
+			return next, ttl, nil
+		})
+	} else {
+		var cur *Record
+		cur, _, err = e.store.Get(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			cur, err = nil, nil
+		}
+		_, _, v = e.cfg.Policy.Step(cur, now)
+	}
 	if err != nil {
-		d := e.storeFailed(err)
+		d := failed(err)
 		d.Key, d.SPF = key, spfResult
 		return d
 	}
-	e.storeOK()
-	if v.Reason == ReasonRetried && awl {
-		e.touchClient(ctx, client, now, true)
+	if write {
+		e.storeOK()
+		if v.Reason == ReasonRetried && awl {
+			e.touchClient(ctx, client, now, true)
+		}
 	}
 	d := Decision{Action: Pass, Reason: v.Reason, Key: key, SPF: spfResult, Waited: v.Waited, RetryIn: v.RetryIn}
 	if !v.Pass {
@@ -349,6 +377,11 @@ func (e *Engine) storeFailed(err error) Decision {
 		e.log.Warn("store failing; decisions follow on_error until it recovers",
 			"on_error", e.onErrorName(), "err", err)
 	}
+	return e.onErrorDecision(err)
+}
+
+// onErrorDecision is the decision on_error makes for a store failure.
+func (e *Engine) onErrorDecision(err error) Decision {
 	d := Decision{Action: Pass, Reason: ReasonStoreError, Err: err}
 	if e.cfg.OnError == ErrorTempfail {
 		d.Action = Greylist

@@ -17,6 +17,17 @@ type Policy struct {
 // DefaultPolicy: 5 minutes delay, 2 days retry window, 35 days max age.
 var DefaultPolicy = Policy{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
 
+// NeverRetriedGrace keeps a pending triplet this long after its retry
+// window closed, only so that admins can list the triplets never retried
+// (mostly spam); the state machine treats it as absent meanwhile.
+const NeverRetriedGrace = 24 * time.Hour
+
+// NeverRetried reports whether a record is a triplet whose retry window
+// closed without a retry.
+func (p Policy) NeverRetried(rec *Record, now time.Time) bool {
+	return rec.State == Pending && now.Sub(rec.First) > p.RetryWindow
+}
+
 // refreshInterval bounds the writes for a known triplet: its expiry is
 // pushed back at most once a minute, so busy triplets cost reads only.
 const refreshInterval = time.Minute
@@ -41,14 +52,14 @@ func (p Policy) Step(cur *Record, now time.Time) (next *Record, ttl time.Duratio
 		cur.State == Passed && now.Sub(cur.Last) > p.MaxAge:
 		// Absent, or present but past its lifetime (a store that has
 		// not yet reaped it, or a record from a host whose clock differs).
-		return &Record{State: Pending, First: now, Last: now, Count: 1}, p.RetryWindow,
+		return &Record{State: Pending, First: now, Last: now, Count: 1}, p.RetryWindow + NeverRetriedGrace,
 			Verdict{Reason: ReasonNew, RetryIn: p.Delay}
 
 	case cur.State == Pending && now.Sub(cur.First) < p.Delay:
 		n := *cur
 		n.Count++
 		n.Last = now
-		return &n, remaining(cur.First.Add(p.RetryWindow), now),
+		return &n, remaining(cur.First.Add(p.RetryWindow+NeverRetriedGrace), now),
 			Verdict{Reason: ReasonEarly, RetryIn: cur.First.Add(p.Delay).Sub(now)}
 
 	case cur.State == Pending:

@@ -50,6 +50,14 @@ type Config struct {
 	StrictAlignment bool
 	// DKIMTimeout bounds the wait for DKIM results at end of message.
 	DKIMTimeout time.Duration
+
+	// DryRun decides and records everything but never refuses: a
+	// greylisted recipient is logged (dry_run=true) and accepted. Admins
+	// use it to fill the database before turning greylisting on.
+	DryRun bool
+	// OnDecision, when set, is called with every decision logged (for
+	// metrics); dkim is the DKIM verdict when the decision waited for it.
+	OnDecision func(d greylist.Decision, dkim string)
 }
 
 // maxMessageTime bounds how long a DKIM verification may wait for the rest

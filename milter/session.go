@@ -205,7 +205,9 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 func (s *session) answer(rcpt string, d greylist.Decision) (gomilter.Response, error) {
 	switch d.Action {
 	case greylist.Greylist:
-		return s.reply(d), nil
+		if r := s.reply(d); r != nil {
+			return r, nil
+		}
 	case greylist.Defer:
 		s.pending = append(s.pending, pendingRcpt{rcpt: rcpt, match: d.Match})
 	}
@@ -235,7 +237,11 @@ func (s *session) note(d greylist.Decision) {
 
 // reply is the SMTP reply for a greylisted recipient or message. A custom
 // reply code keeps go-milter's session object (it is not a final response).
+// In dry-run mode there is none: nil.
 func (s *session) reply(d greylist.Decision) gomilter.Response {
+	if s.srv.cfg.DryRun {
+		return nil // logged with dry_run=true
+	}
 	text := storeErrorReply
 	if d.Reason != greylist.ReasonStoreError {
 		text = formatReply(s.srv.cfg.Reply, d.RetryIn)
@@ -387,7 +393,9 @@ func (s *session) decidePending() (r gomilter.Response, refused bool) {
 		}
 	}
 	if worst != nil {
-		return s.reply(*worst), true
+		if r := s.reply(*worst); r != nil {
+			return r, true
+		}
 	}
 	return nil, false
 }
@@ -449,6 +457,12 @@ func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim st
 	}
 	if d.Err != nil {
 		attrs = append(attrs, slog.String("err", d.Err.Error()))
+	}
+	if s.srv.cfg.DryRun && d.Action == greylist.Greylist {
+		attrs = append(attrs, slog.Bool("dry_run", true))
+	}
+	if s.srv.cfg.OnDecision != nil {
+		s.srv.cfg.OnDecision(d, dkim)
 	}
 	s.srv.cfg.Log.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
 }
