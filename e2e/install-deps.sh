@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests drive (postfix, swaks,
 # miltertest, redis-server), only those missing, so reruns are fast.
+# Sendmail is not installed (it would replace Postfix): sendmail_test.go
+# unpacks Debian's sendmail debs privately; here come only what that needs,
+# m4 (to build a sendmail.cf) and the binary's shared libraries; and
+# libio-socket-inet6-perl, which swaks needs to talk to [::1].
 #
 # No system service is configured or started: Postfix is preseeded to "No
 # configuration" and, during the install, a policy-rc.d forbids service
@@ -17,12 +21,14 @@ installed() { dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^instal
 # master_running: a system Postfix (default queue directory) is running.
 master_running() {
 	local pid
-	pid=$(tr -d ' \n' </var/spool/postfix/pid/master.pid 2>/dev/null) || return 1
+	pid=$(tr -d ' \n' 2>/dev/null </var/spool/postfix/pid/master.pid) || return 1
 	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
 }
 
 command -v dpkg-query >/dev/null || { log "not a Debian system: install postfix, swaks, miltertest and redis-server yourself"; exit 0; }
-packages=(postfix swaks miltertest redis-server ca-certificates make)
+packages=(postfix swaks miltertest redis-server ca-certificates make
+	m4 libwrap0 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 libio-socket-inet6-perl
+	debootstrap systemd)
 missing=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 ((${#missing[@]})) || exit 0

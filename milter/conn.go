@@ -13,19 +13,45 @@ import (
 type trackingListener struct {
 	net.Listener
 	idle time.Duration
+	// slots bounds the open connections (nil: no bound). Accept waits for
+	// a free slot, so a flood of connections queues in the kernel instead
+	// of exhausting descriptors and memory.
+	slots chan struct{}
 
-	mu    sync.Mutex
-	conns map[*trackedConn]struct{}
-	wg    sync.WaitGroup
+	mu        sync.Mutex
+	conns     map[*trackedConn]struct{}
+	wg        sync.WaitGroup
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
-func newTrackingListener(ln net.Listener, idle time.Duration) *trackingListener {
-	return &trackingListener{Listener: ln, idle: idle, conns: make(map[*trackedConn]struct{})}
+// Close stops accepting, also a waiting Accept.
+func (l *trackingListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+func newTrackingListener(ln net.Listener, idle time.Duration, max int) *trackingListener {
+	l := &trackingListener{Listener: ln, idle: idle, conns: make(map[*trackedConn]struct{}), done: make(chan struct{})}
+	if max > 0 {
+		l.slots = make(chan struct{}, max)
+	}
+	return l
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
+	if l.slots != nil {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
+	}
 	c, err := l.Listener.Accept()
 	if err != nil {
+		if l.slots != nil {
+			<-l.slots
+		}
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, l: l}
@@ -71,6 +97,9 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
+		if c.l.slots != nil {
+			<-c.l.slots
+		}
 		c.l.wg.Done()
 	})
 	return err

@@ -36,6 +36,9 @@ type Config struct {
 	// IdleTimeout closes a milter connection silent for this long (default
 	// 10 minutes: longer than an SMTP server waits for its client).
 	IdleTimeout time.Duration
+	// MaxSessions bounds the milter connections open at once (0: no
+	// bound). Beyond it new connections wait to be accepted.
+	MaxSessions int
 	// Log receives one line per decision; nil discards them.
 	Log *slog.Logger
 
@@ -127,7 +130,7 @@ func (s *Server) newSession() gomilter.Milter {
 
 // Serve accepts milter connections on ln until Shutdown, which closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	tl := newTrackingListener(ln, s.cfg.IdleTimeout)
+	tl := newTrackingListener(ln, s.cfg.IdleTimeout, s.cfg.MaxSessions)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -158,7 +161,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ls := append([]*trackingListener(nil), s.listeners...)
 	s.mu.Unlock()
 	for _, l := range ls {
-		l.Listener.Close()
+		l.Close()
 	}
 	done := make(chan struct{})
 	go func() {
