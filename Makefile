@@ -41,3 +41,14 @@ install: build
 
 clean:
 	rm -f milter-grey
+
+# The Debian package: dist/milter-grey_VERSION_ARCH.deb, built with dpkg-deb
+# from a staging tree (packaging/build-deb.sh; DEB_VERSION, DEB_HOST_ARCH may
+# be set).
+.PHONY: deb deb-lint
+deb:
+	bash packaging/build-deb.sh dist
+
+# lintian's opinion of it, for information (lintian is not required).
+deb-lint: deb
+	lintian --tag-display-limit 0 $$(ls -t dist/milter-grey_*.deb | head -1) || true
