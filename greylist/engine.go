@@ -254,7 +254,9 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 			switch {
 			case spf.Proven:
 				return Decision{Action: Pass, Reason: ReasonBypassSPF, Match: m.String(), SPF: spf.Result}
-			case ok && !req.DKIMChecked:
+			case ok && !req.DKIMChecked && !e.wouldPass(ctx, client, req, now):
+				// A triplet that passes anyway needs no proof; the
+				// others wait for DKIM at end of message.
 				return Decision{Action: Defer, Reason: ReasonPending, Match: m.String(), SPF: spf.Result}
 			}
 		}
@@ -304,6 +306,19 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 		d.Action = Greylist
 	}
 	return d
+}
+
+// wouldPass reports whether the request's triplet, keyed by its client
+// network, passes now (known, or retried after the delay). A store error
+// counts as no: the caller then waits for DKIM.
+func (e *Engine) wouldPass(ctx context.Context, client string, req Request, now time.Time) bool {
+	key := TripletKey(client, NormalizeSender(req.Sender, e.cfg.Delimiters), NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
+	cur, _, err := e.store.Get(ctx, key)
+	if err != nil {
+		return false
+	}
+	_, _, v := e.cfg.Policy.Step(cur, now)
+	return v.Pass
 }
 
 // Exempt reports whether a request passes without looking at the store, and

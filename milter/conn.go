@@ -23,6 +23,11 @@ type trackingListener struct {
 	wg        sync.WaitGroup
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
+
+	// accepted is the connection Accept returned last. go-milter asks for
+	// the connection's session object right after Accept, in the same
+	// goroutine, so the session can claim it (see Server.Serve).
+	accepted *trackedConn
 }
 
 // Close stops accepting, also a waiting Accept.
@@ -59,6 +64,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	l.conns[tc] = struct{}{}
 	l.wg.Add(1)
 	l.mu.Unlock()
+	l.accepted = tc
 	return tc, nil
 }
 
@@ -82,6 +88,10 @@ type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
+	// onClose runs once when the connection is closed: an MTA that drops
+	// the connection mid-message sends no abort, and the session must
+	// still release what the message held.
+	onClose func()
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
@@ -99,6 +109,9 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Unlock()
 		if c.l.slots != nil {
 			<-c.l.slots
+		}
+		if c.onClose != nil {
+			c.onClose()
 		}
 		c.l.wg.Done()
 	})

@@ -63,15 +63,9 @@ type Config struct {
 	OnDecision func(d greylist.Decision, dkim string)
 }
 
-// maxMessageTime bounds how long a DKIM verification may wait for the rest
-// of its message: an MTA that drops the connection mid-message sends no
-// abort, and the verifier's goroutine must not wait for ever.
-const maxMessageTime = time.Hour
-
 // Server serves milter connections.
 type Server struct {
 	cfg Config
-	gm  *gomilter.Server
 
 	mu        sync.Mutex
 	closed    bool
@@ -108,24 +102,19 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.DKIMTimeout == 0 {
 		cfg.DKIMTimeout = auth.DefaultTimeout
 	}
-	s := &Server{cfg: cfg}
-	s.gm = &gomilter.Server{
-		NewMilter: s.newSession,
-		Actions:   gomilter.OptAddHeader,
-		// No unknown-command events: go-milter closes the session on
-		// SMFIC_UNKNOWN (LIBRARIES.md G3). Header values keep the space
-		// after the colon, so DKIM's simple header canonicalization
-		// sees each field exactly as sent.
-		Protocol: gomilter.OptNoUnknown | gomilter.OptHeaderLeadingSpace,
-	}
-	return s, nil
+	return &Server{cfg: cfg}, nil
 }
 
-// newSession is go-milter's NewMilter. go-milter also calls it after every
-// final response, which would lose the connection's state (see LIBRARIES.md
-// G1); sessions therefore never give a final response: see keep.
-func (s *Server) newSession() gomilter.Milter {
-	return &session{srv: s}
+// newSession is go-milter's NewMilter, called right after Accept for the
+// connection just accepted. go-milter also calls it after every final
+// response, which would lose the connection's state (LIBRARIES.md G1);
+// sessions therefore never give a final response: see keep.
+func (s *Server) newSession(tc *trackedConn) gomilter.Milter {
+	sess := &session{srv: s}
+	if tc != nil {
+		tc.onClose = sess.connClosed
+	}
+	return sess
 }
 
 // Serve accepts milter connections on ln until Shutdown, which closes ln.
@@ -139,7 +128,20 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners = append(s.listeners, tl)
 	s.mu.Unlock()
-	err := s.gm.Serve(tl)
+	gm := &gomilter.Server{
+		NewMilter: func() gomilter.Milter {
+			tc := tl.accepted
+			tl.accepted = nil // claimed once; later calls get none
+			return s.newSession(tc)
+		},
+		Actions: gomilter.OptAddHeader,
+		// No unknown-command events: go-milter closes the session on
+		// SMFIC_UNKNOWN (LIBRARIES.md G3). Header values keep the space
+		// after the colon, so DKIM's simple header canonicalization
+		// sees each field exactly as sent.
+		Protocol: gomilter.OptNoUnknown | gomilter.OptHeaderLeadingSpace,
+	}
+	err := gm.Serve(tl)
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -153,9 +155,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // end. When ctx is done first it closes them (the MTA then applies its
 // milter_default_action to what was in flight) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	// The listeners are closed here rather than by go-milter's Close,
-	// whose flag is unsynchronised and which misses a listener that Serve
-	// has not handed over yet.
+	// The listeners are closed here, not by go-milter's Close, whose flag
+	// is unsynchronised and which misses a listener that Serve has not
+	// handed over yet.
 	s.mu.Lock()
 	s.closed = true
 	ls := append([]*trackingListener(nil), s.listeners...)

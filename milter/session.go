@@ -52,8 +52,17 @@ type session struct {
 	spfDone  bool
 	spf      auth.SPFResult
 	dkim     *auth.DKIMVerifier
-	dkimStop *time.Timer
+
+	headerBytes int // of this message, against maxHeaderBytes
 }
+
+// Bounds on per-message state, far above what an MTA sends (Postfix's
+// smtpd_recipient_limit is 1000, header_size_limit 100 KiB), so that a
+// hostile milter client cannot grow it without end.
+const (
+	maxKeptRecipients = 1000
+	maxHeaderBytes    = 4 << 20
+)
 
 // pendingRcpt is a recipient whose listed sender DKIM may still prove.
 type pendingRcpt struct {
@@ -66,6 +75,7 @@ func (s *session) resetMessage() {
 	s.deferred = s.deferred[:0]
 	s.pending = s.pending[:0]
 	s.waited = 0
+	s.headerBytes = 0
 	s.bypass = ""
 	s.envDone = false
 	s.spfDone, s.spf = false, auth.SPFResult{}
@@ -75,10 +85,13 @@ func (s *session) resetMessage() {
 func (s *session) stopDKIM() {
 	if s.dkim != nil {
 		s.dkim.Abort()
-		s.dkimStop.Stop()
-		s.dkim, s.dkimStop = nil, nil
+		s.dkim = nil
 	}
 }
+
+// connClosed runs when the milter connection closes, also when the MTA
+// dropped it mid-message without an abort.
+func (s *session) connClosed() { s.resetMessage() }
 
 // Connect starts a new SMTP session. After XCLIENT Postfix sends a second
 // connect on the same milter connection, with the presented client: each
@@ -195,8 +208,14 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 			s.logDecision(req, d, "")
 			return gomilter.RespContinue, nil
 		}
-		s.deferred = append(s.deferred, rcpt)
-		return gomilter.RespContinue, nil
+		if len(s.deferred) < maxKeptRecipients {
+			s.deferred = append(s.deferred, rcpt)
+			return gomilter.RespContinue, nil
+		}
+		// Beyond the bound (no real MTA gets here): decide now.
+	}
+	if len(s.pending) >= maxKeptRecipients {
+		req.DKIMChecked = true // no room to wait for DKIM: greylist as usual
 	}
 	return s.answer(rcpt, s.decide(req, ""))
 }
@@ -275,7 +294,6 @@ func (s *session) afterEnvelope(m *gomilter.Modifier) gomilter.Response {
 	}
 	if len(s.pending) > 0 && s.srv.cfg.NewDKIM != nil {
 		s.dkim = s.srv.cfg.NewDKIM()
-		s.dkimStop = time.AfterFunc(maxMessageTime, s.dkim.Abort)
 	}
 	return nil
 }
@@ -305,6 +323,12 @@ func (s *session) wantHeader() bool {
 }
 
 func (s *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
+	// go-milter keeps every header of a message in memory, even those sent
+	// after we accepted it: a client that never stops is cut off.
+	s.headerBytes += len(name) + len(value)
+	if s.headerBytes > maxHeaderBytes {
+		return nil, fmt.Errorf("milter: more than %d bytes of headers from %s; closing the connection", maxHeaderBytes, s.clientID)
+	}
 	if r := s.startOfData(m); r != nil {
 		return r, nil
 	}
