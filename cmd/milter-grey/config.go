@@ -34,7 +34,11 @@ type config struct {
 	AllowPublic     bool     `toml:"allow_public_listen"`
 	ShutdownTimeout duration `toml:"shutdown_timeout"`
 	IdleTimeout     duration `toml:"idle_timeout"`
+	MaxSessions     int      `toml:"max_sessions"`
 	DecisionTimeout duration `toml:"decision_timeout"`
+
+	// Admin API and metrics.
+	AdminListen string `toml:"admin_listen"`
 
 	// Store.
 	Store       string `toml:"store"`
@@ -53,6 +57,7 @@ type config struct {
 	Reply              string   `toml:"greylist_reply"`
 	AddHeader          bool     `toml:"add_header"`
 	Hostname           string   `toml:"hostname"`
+	DryRun             bool     `toml:"dry_run"`
 
 	// Lists: inline entries and files of entries.
 	TrustedNetworks         []string `toml:"trusted_networks"`
@@ -90,6 +95,7 @@ func defaultConfig() *config {
 		SocketMode:         "0660",
 		ShutdownTimeout:    duration(15 * time.Second),
 		IdleTimeout:        duration(10 * time.Minute),
+		MaxSessions:        1000,
 		DecisionTimeout:    duration(5 * time.Second),
 		Store:              "/var/lib/milter-grey",
 		RedisPrefix:        "milter-grey:",
@@ -232,6 +238,19 @@ func (c *config) validate() error {
 	if _, err := parseMode(c.SocketMode); err != nil {
 		return fail("socket_mode", "%v", err)
 	}
+	if c.AdminListen != "" {
+		network, address, err := parseListen(c.AdminListen)
+		mnet, maddr, _ := parseListen(c.Listen)
+		switch {
+		case err != nil:
+			return fail("admin_listen", "%v", err)
+		case network == mnet && address == maddr && !strings.HasSuffix(address, ":0"):
+			return fail("admin_listen", "%q is the milter socket (listen)", c.AdminListen)
+		case network == "tcp" && !isLoopback(address) && !c.AllowPublic:
+			return fail("admin_listen", "%s is not a loopback address; anyone who reaches it can read the greylist "+
+				"(set allow_public_listen = true if a firewall protects it)", address)
+		}
+	}
 	if err := checkStoreSpec(c.Store); err != nil {
 		return fail("store", "%v", err)
 	}
@@ -263,6 +282,9 @@ func (c *config) validate() error {
 	}
 	if strings.ContainsAny(c.RecipientDelimiter, "@ \t") {
 		return fail("recipient_delimiter", "%q may not contain '@' or spaces", c.RecipientDelimiter)
+	}
+	if c.MaxSessions < 0 {
+		return fail("max_sessions", "must be 0 (no bound) or more")
 	}
 	if c.AutoWhitelist < 0 {
 		return fail("auto_whitelist", "must be 0 (off) or more")

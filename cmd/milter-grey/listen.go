@@ -58,13 +58,19 @@ func isLoopback(address string) bool {
 // authentication, so a non-loopback TCP address needs allow_public_listen.
 // A stale unix socket left by a crash is removed; a live one is not.
 func listen(c *config) (net.Listener, error) {
-	network, address, err := parseListen(c.Listen)
+	return listenSpec(c, c.Listen, "listen", "use the milter")
+}
+
+// listenSpec opens the socket spec names for the config key key (listen
+// or admin_listen); what says what a stranger could do with it.
+func listenSpec(c *config, spec, key, what string) (net.Listener, error) {
+	network, address, err := parseListen(spec)
 	if err != nil {
 		return nil, err
 	}
 	if network == "tcp" {
 		if !isLoopback(address) && !c.AllowPublic {
-			return nil, fmt.Errorf("listen %s: not a loopback address; anyone who reaches it can use the milter (set allow_public_listen = true if a firewall protects it)", address)
+			return nil, fmt.Errorf("%s %s: not a loopback address; anyone who reaches it can %s (set allow_public_listen = true if a firewall protects it)", key, address, what)
 		}
 		return net.Listen("tcp", address)
 	}

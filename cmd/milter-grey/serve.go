@@ -2,32 +2,52 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/milter-grey/milter-grey/accessmap"
+	"github.com/milter-grey/milter-grey/admin"
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/redisstore"
+	"github.com/milter-grey/milter-grey/metrics"
 	"github.com/milter-grey/milter-grey/milter"
 )
 
 // daemon is a running milter-grey: what serve starts and stops.
 type daemon struct {
-	// fingerprint identifies the list files as last loaded; guarded by
-	// the serve loop, the only caller of reload.
+	// fingerprint identifies the list files as last loaded, and
+	// listFiles are the files the configuration last read names: those
+	// the change check watches (a reload may name others). Both are
+	// guarded by the serve loop, the only caller of reload.
 	fingerprint accessmap.Fingerprint
+	listFiles   []string
 	cfg         *config
 	log         *slog.Logger
-	store       greylist.Store
+	store       greylist.Store // instrumented
 	engine      *greylist.Engine
 	srv         *milter.Server
 	ln          net.Listener
+	metrics     *metrics.Metrics
+
+	// The admin API, when admin_listen is set.
+	admin   *http.Server
+	adminLn net.Listener
+
+	// The never-retried counter (see countNeverRetried).
+	neverRetriedUntil time.Time
+	stopping          atomic.Bool
+	cancel            context.CancelFunc // stops the background work
+	bg                sync.WaitGroup
 }
 
 // start opens the store and the socket and starts serving.
@@ -38,10 +58,12 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 	}
 	logListWarnings(log, warnings)
 	fingerprint, _ := accessmap.Stat(c.listFiles()...)
-	store, err := openStore(c.Store, c, log)
+	m := metrics.New(version())
+	rawStore, err := openStore(c.Store, c, log)
 	if err != nil {
 		return nil, err
 	}
+	store := m.InstrumentStore(rawStore)
 	onErr := greylist.ErrorAccept
 	if c.OnError == "tempfail" {
 		onErr = greylist.ErrorTempfail
@@ -61,6 +83,7 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 		Logger:         log,
 	})
 	engine.SetLists(lists)
+	m.WatchStore(engine.StoreHealthy)
 	mc := milter.Config{
 		Engine:          engine,
 		Reply:           c.Reply,
@@ -68,15 +91,19 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 		Hostname:        c.Hostname,
 		DecisionTimeout: time.Duration(c.DecisionTimeout),
 		IdleTimeout:     time.Duration(c.IdleTimeout),
+		MaxSessions:     c.MaxSessions,
 		Log:             log,
 		StrictAlignment: c.DKIMAlignment == "strict",
 		DKIMTimeout:     time.Duration(c.DNSTimeout),
+		DryRun:          c.DryRun,
+		OnDecision:      m.ObserveDecision,
 	}
-	// SPF and DKIM are set up only when something uses them, so a site
-	// without a bypass list and without SPF keys makes no DNS lookups.
-	if c.KeyBySPFDomain || len(c.BypassSenderFiles) > 0 {
+	// SPF and DKIM are always ready: a bypass file may come with a
+	// reload. They make DNS lookups only when a decision needs them (a
+	// listed sender, or key_by_spf_domain).
+	{
 		timeout := time.Duration(c.DNSTimeout)
-		resolver := auth.NewResolver(auth.ResolverConfig{Server: c.DNSServer, Timeout: timeout})
+		resolver := m.InstrumentResolver(auth.NewResolver(auth.ResolverConfig{Server: c.DNSServer, Timeout: timeout}))
 		mc.SPF = auth.NewSPF(resolver, auth.SPFOptions{Timeout: timeout})
 		mc.NewDKIM = func() *auth.DKIMVerifier {
 			return auth.NewDKIMVerifier(resolver, auth.DKIMOptions{
@@ -92,26 +119,88 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 		store.Close()
 		return nil, err
 	}
+	m.WatchSessions(srv.OpenSessions)
 	ln, err := listen(c)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	d := &daemon{cfg: c, log: log, store: store, engine: engine, srv: srv, ln: ln, fingerprint: fingerprint}
+	d := &daemon{cfg: c, log: log, store: store, engine: engine, srv: srv, ln: ln, fingerprint: fingerprint,
+		listFiles: c.listFiles(), metrics: m, neverRetriedUntil: engine.Now()}
+	if c.AdminListen != "" {
+		if err := d.startAdmin(mc.SPF); err != nil {
+			ln.Close()
+			store.Close()
+			return nil, err
+		}
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil {
 			log.Error("milter server stopped", "err", err)
 		}
 	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.bg.Go(func() { d.neverRetriedLoop(ctx, neverRetriedFirst, neverRetriedEvery) })
 	cfgName := c.path
 	if !c.present {
 		cfgName = "(none: defaults)"
 	}
+	adminName := c.AdminListen
+	if adminName == "" {
+		adminName = "off"
+	}
 	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", redactSpec(c.Store),
 		"delay", formatDuration(time.Duration(c.Delay)), "config", cfgName,
 		"trusted", lists.Trusted.Len(), "whitelist_clients", lists.Clients.Len(),
-		"whitelist_recipients", lists.Recipients.Len(), "bypass_senders", bypassLen(lists))
+		"whitelist_recipients", lists.Recipients.Len(), "bypass_senders", bypassLen(lists),
+		"admin_listen", adminName, "dry_run", c.DryRun)
+	if c.DryRun {
+		log.Warn("dry_run is on: decisions are recorded and logged, but nothing is refused")
+	}
 	return d, nil
+}
+
+// adminShutdown bounds the wait for admin requests at shutdown.
+const adminShutdown = 5 * time.Second
+
+// startAdmin opens the admin listener and serves the admin API and the
+// metrics on it.
+func (d *daemon) startAdmin(spf *auth.SPF) error {
+	ln, err := listenSpec(d.cfg, d.cfg.AdminListen, "admin_listen", "read the greylist and the metrics")
+	if err != nil {
+		return err
+	}
+	h := admin.NewHandler(admin.Config{
+		Store:    d.store,
+		Engine:   d.engine,
+		Metrics:  d.metrics,
+		SPF:      spf,
+		Sessions: d.srv.OpenSessions,
+		Ready: func() error {
+			if d.stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+		Log: d.log.With("component", "admin"),
+	})
+	d.admin = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(d.log.With("component", "admin").Handler(), slog.LevelWarn),
+		// No read or write timeout: dumps and restores stream for as long
+		// as the database is large.
+	}
+	d.adminLn = ln
+	go func() {
+		if err := d.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 func bypassLen(l *greylist.Lists) int {
@@ -132,8 +221,22 @@ func logListWarnings(log *slog.Logger, ws []accessmap.Warning) {
 // stop drains the sessions and closes the store, so that nothing written
 // is lost.
 func (d *daemon) stop() error {
+	d.stopping.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(d.cfg.ShutdownTimeout))
 	defer cancel()
+	if d.admin != nil {
+		// Admin requests under way (a dump, a restore) may finish within
+		// a few seconds, then are cut: the milter sessions come first.
+		actx, acancel := context.WithTimeout(ctx, adminShutdown)
+		err := d.admin.Shutdown(actx)
+		acancel()
+		if err != nil {
+			d.admin.Close()
+			d.log.Warn("admin requests still open at shutdown_timeout were closed", "err", err)
+		}
+	}
+	d.cancel()
+	d.bg.Wait()
 	if err := d.srv.Shutdown(ctx); err != nil {
 		d.log.Warn("sessions still open at shutdown_timeout were closed", "err", err)
 	}
@@ -148,8 +251,14 @@ func (d *daemon) stop() error {
 // file or list keeps the lists in force. Other settings need a restart,
 // which the log says when they changed.
 func (d *daemon) reload() {
-	fp, _ := accessmap.Stat(d.cfg.listFiles()...)
 	c, err := loadConfig(d.cfg.path, !d.cfg.present)
+	if err == nil {
+		// From now on the files this configuration names are watched,
+		// stat'ed before they are read: an edit made while they load is
+		// seen by the next check.
+		d.listFiles = c.listFiles()
+	}
+	fp, _ := accessmap.Stat(d.listFiles...)
 	if err == nil {
 		var lists *greylist.Lists
 		var warnings []accessmap.Warning
@@ -157,6 +266,7 @@ func (d *daemon) reload() {
 			d.fingerprint = fp
 			logListWarnings(d.log, warnings)
 			d.engine.SetLists(lists)
+			d.metrics.ListReload(nil)
 			d.log.Info("lists reloaded", "config", d.cfg.path, "trusted", lists.Trusted.Len(),
 				"whitelist_clients", lists.Clients.Len(), "whitelist_recipients", lists.Recipients.Len(),
 				"never_auto_whitelist", lists.NeverAutoWhitelist.Len(), "bypass_senders", bypassLen(lists))
@@ -167,12 +277,13 @@ func (d *daemon) reload() {
 		}
 	}
 	d.fingerprint = fp // report a broken file once, not at every poll
+	d.metrics.ListReload(err)
 	d.log.Error("reload failed; keeping the lists in force", "err", err)
 }
 
 // listsChanged reports whether a list file changed since the last load.
 func (d *daemon) listsChanged() bool {
-	fp, _ := accessmap.Stat(d.cfg.listFiles()...)
+	fp, _ := accessmap.Stat(d.listFiles...)
 	return fp != d.fingerprint
 }
 
@@ -197,9 +308,10 @@ func serve(c *config) error {
 		return err
 	}
 	// List files are also reloaded when they change, as admins expect of
-	// a Postfix table after postmap.
+	// a Postfix table after postmap. Also without list files at start:
+	// SIGHUP may add some.
 	var poll <-chan time.Time
-	if c.ReloadInterval > 0 && len(c.listFiles()) > 0 {
+	if c.ReloadInterval > 0 {
 		t := time.NewTicker(time.Duration(c.ReloadInterval))
 		defer t.Stop()
 		poll = t.C

@@ -1,0 +1,106 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/milter-grey/milter-grey/greylist"
+)
+
+// ExplainRequest is one recipient of an imagined SMTP transaction.
+type ExplainRequest struct {
+	Client   string `json:"client"`              // the client's IP address
+	Helo     string `json:"helo,omitempty"`      // its HELO name (SPF of the null sender)
+	From     string `json:"from,omitempty"`      // envelope sender; "" or "<>" is the null sender
+	To       string `json:"to"`                  // the recipient
+	Name     string `json:"name,omitempty"`      // the client's confirmed host name, if any
+	AuthUser string `json:"auth_user,omitempty"` // SASL login, if any
+}
+
+// Explanation is what the daemon would answer now, and why.
+type Explanation struct {
+	Action string `json:"action"` // pass, greylist, defer
+	Reason string `json:"reason"`
+	Match  string `json:"match,omitempty"` // the list entry that decided
+	Key    string `json:"key,omitempty"`   // the triplet's key
+	SPF    string `json:"spf,omitempty"`   // the SPF result, when the decision needed it
+	// RetryInSeconds is, when greylisted, how long until a retry passes.
+	RetryInSeconds int64 `json:"retry_in_seconds"`
+	// WaitedSeconds is, for a triplet that would pass as retried, how long
+	// it waited.
+	WaitedSeconds int64 `json:"waited_seconds"`
+	// Err is the store error, for reason store-error.
+	Err string `json:"err,omitempty"`
+	// Record is the triplet's record as stored now, if it has one.
+	Record *Entry `json:"record,omitempty"`
+}
+
+// explain runs the engine's decision without writing anything, with SPF
+// evaluated as the milter evaluates it.
+func (h *handler) explain(w http.ResponseWriter, r *http.Request, _ string) {
+	var req ExplainRequest
+	if err := decode(r, &req); err != nil {
+		h.fail(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	ip := greylist.ParseClientAddr(req.Client)
+	switch {
+	case !ip.IsValid():
+		h.fail(w, http.StatusBadRequest, "client %q: want an IP address", req.Client)
+		return
+	case strings.TrimSpace(req.To) == "":
+		h.fail(w, http.StatusBadRequest, "to: a recipient is required")
+		return
+	}
+	sender := req.From
+	if strings.TrimSpace(sender) == greylist.NullSender {
+		sender = ""
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	greq := greylist.Request{
+		Client:     ip,
+		ClientName: req.Name,
+		Sender:     sender,
+		Recipient:  req.To,
+		AuthUser:   req.AuthUser,
+	}
+	if h.cfg.SPF != nil {
+		var done bool
+		var res greylist.SPFResult
+		greq.SPF = func(ctx context.Context) greylist.SPFResult {
+			if !done {
+				s := h.cfg.SPF.Check(ctx, ip, req.Helo, sender)
+				res = greylist.SPFResult{Proven: s.Proven(), Domain: s.Domain, Result: strings.TrimPrefix(s.String(), "spf=")}
+				done = true
+			}
+			return res
+		}
+	}
+	d := h.cfg.Engine.Explain(ctx, greq)
+	ex := Explanation{
+		Action:         d.Action.String(),
+		Reason:         string(d.Reason),
+		Match:          d.Match,
+		Key:            d.Key,
+		SPF:            d.SPF,
+		RetryInSeconds: int64((d.RetryIn + time.Second - 1) / time.Second),
+		WaitedSeconds:  int64(d.Waited / time.Second),
+	}
+	if d.Err != nil {
+		ex.Err = d.Err.Error()
+	}
+	if d.Key != "" && d.Err == nil {
+		rec, exp, err := h.cfg.Store.Get(ctx, d.Key)
+		if err == nil {
+			e := h.cls.entry(d.Key, rec, exp, h.cfg.Now(), time.Now(), false)
+			ex.Record = &e
+		} else if !errors.Is(err, greylist.ErrNotFound) {
+			ex.Err = err.Error()
+		}
+	}
+	writeJSON(w, http.StatusOK, ex)
+}
