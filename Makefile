@@ -2,7 +2,7 @@
 GO     ?= go
 PREFIX ?= /usr
 
-.PHONY: all build test deps vet unit e2e run install clean
+.PHONY: all build test deps vet unit e2e run install clean bench profile
 
 all: build
 
@@ -52,3 +52,12 @@ deb:
 # lintian's opinion of it, for information (lintian is not required).
 deb-lint: deb
 	lintian --tag-display-limit 0 $$(ls -t dist/milter-grey_*.deb | head -1) || true
+
+# Throughput and latency against a bare go-milter baseline, with 1 M
+# triplets and on Redis, plus the Go benchmarks (bench/run.sh; QUICK=1 for a
+# short run). profile: CPU and allocation profiles of the daemon under load.
+bench:
+	bash bench/run.sh
+
+profile:
+	bash bench/profile.sh
