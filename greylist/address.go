@@ -36,18 +36,29 @@ func NormalizeSender(addr, delimiters string) string {
 	if !ok {
 		return NullSender
 	}
-	if m := batvRe.FindStringSubmatch(local); m != nil {
-		local = m[1]
-	}
-	if m := srs1Re.FindStringSubmatch(local); m != nil {
-		local = "srs1=" + m[1] + "==" + m[2]
-	} else if m := srs0Re.FindStringSubmatch(local); m != nil {
-		local = "srs0=" + m[1]
-	} else {
-		local = stripExtension(local, delimiters)
-	}
-	local = maskNumbers(local)
+	local = maskNumbers(senderLocal(local, delimiters))
 	return truncate(joinAddr(local, domain))
+}
+
+// senderLocal undoes BATV and SRS, else strips the address extension. The
+// prefix tests keep the regexps off the common path.
+func senderLocal(local, delimiters string) string {
+	if hasAnyPrefix(local, "prvs=", "msprvs1=", "btv1=") {
+		if m := batvRe.FindStringSubmatch(local); m != nil {
+			local = m[1]
+		}
+	}
+	if strings.HasPrefix(local, "srs1") {
+		if m := srs1Re.FindStringSubmatch(local); m != nil {
+			return "srs1=" + m[1] + "==" + m[2]
+		}
+	}
+	if strings.HasPrefix(local, "srs0") {
+		if m := srs0Re.FindStringSubmatch(local); m != nil {
+			return "srs0=" + m[1]
+		}
+	}
+	return stripExtension(local, delimiters)
 }
 
 // NormalizeRecipient returns the form of a recipient used in keys and list
@@ -174,6 +185,15 @@ func maskNumbers(s string) string {
 		return s
 	}
 	return b.String()
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -148,6 +148,7 @@ type Engine struct {
 	lists atomic.Pointer[Lists]
 	log   *slog.Logger
 
+	awl     awlCache
 	down    atomic.Bool // fast path for storeOK
 	mu      sync.Mutex  // guards the outage report
 	outage  bool
@@ -231,16 +232,28 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 		}
 	}
 	if awl {
-		rec, _, err := e.store.Get(ctx, ClientKey(client))
-		switch {
-		case err == nil && rec.Count >= uint32(e.cfg.AutoWhitelist):
-			if write {
-				e.storeOK() // before touchClient, which may report a failure
-				e.touchClient(ctx, client, now, false)
+		whitelisted, cached := false, false
+		if write {
+			whitelisted, cached = e.awl.get(client, now)
+		}
+		if !cached {
+			rec, _, err := e.store.Get(ctx, ClientKey(client))
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return failed(err)
 			}
+			whitelisted = err == nil && rec.Count >= uint32(e.cfg.AutoWhitelist)
+			if write {
+				e.awl.put(client, whitelisted, now)
+				if whitelisted {
+					// Keep an active client's entry alive (a write at
+					// most an hour), once per cache period.
+					e.storeOK() // before touchClient, which may report a failure
+					e.touchClient(ctx, client, now, false)
+				}
+			}
+		}
+		if whitelisted {
 			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
-		case err != nil && !errors.Is(err, ErrNotFound):
-			return failed(err)
 		}
 	}
 
@@ -299,6 +312,7 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 		e.storeOK()
 		if v.Reason == ReasonRetried && awl {
 			e.touchClient(ctx, client, now, true)
+			e.awl.forget(client) // it may just have been whitelisted
 		}
 	}
 	d := Decision{Action: Pass, Reason: v.Reason, Key: key, SPF: spfResult, Waited: v.Waited, RetryIn: v.RetryIn}

@@ -86,8 +86,9 @@ func (l *trackingListener) open() int {
 
 type trackedConn struct {
 	net.Conn
-	l    *trackingListener
-	once sync.Once
+	l           *trackingListener
+	once        sync.Once
+	deadlineSet time.Time // when the read deadline was last pushed back
 	// onClose runs once when the connection is closed: an MTA that drops
 	// the connection mid-message sends no abort, and the session must
 	// still release what the message held.
@@ -96,7 +97,13 @@ type trackedConn struct {
 
 func (c *trackedConn) Read(b []byte) (int, error) {
 	if c.l.idle > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.l.idle))
+		// Pushing the deadline back once a second is precise enough for
+		// an idle timeout of minutes, and spares a timer update on
+		// every read (go-milter reads twice per packet).
+		if now := time.Now(); now.Sub(c.deadlineSet) >= time.Second || c.l.idle < 10*time.Second {
+			c.Conn.SetReadDeadline(now.Add(c.l.idle))
+			c.deadlineSet = now
+		}
 	}
 	return c.Conn.Read(b)
 }

@@ -66,6 +66,37 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 	unlock := s.locks.lock(key)
 	defer unlock()
 	k := []byte(key)
+	// Most decisions write nothing (a known triplet seen within the
+	// minute): a read-only transaction answers them without the cost of a
+	// read-write one. The lock above keeps writers of this key in this
+	// process out, and Badger allows one process per directory, so the
+	// record cannot change between this read and the answer.
+	var viewErr error
+	var wants bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		cur, err := current(txn, k)
+		if err != nil {
+			return err
+		}
+		next, _, err := fn(cur)
+		if err != nil {
+			viewErr = err
+			return err
+		}
+		wants = next != nil
+		return nil
+	})
+	switch {
+	case viewErr != nil:
+		return viewErr
+	case err != nil:
+		return fmt.Errorf("badgerstore: update %q: %w", key, err)
+	case !wants:
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("badgerstore: update %q: %w", key, err)
+	}
 	for attempt := 1; ; attempt++ {
 		var fnErr error
 		err := s.db.Update(func(txn *badger.Txn) error {

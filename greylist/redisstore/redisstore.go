@@ -31,7 +31,7 @@
 //
 // A record is stored under Options.Prefix+key as a plain string holding
 // greylist.Record.MarshalBinary (12–16 bytes), with the record's time to
-// live as the key's expiry (SET … PX/EX; no expiry for ttl 0). Decisions
+// live as the key's expiry (SET … PX; no expiry for ttl 0). Decisions
 // use the times inside the record and the clock of the deciding host (the
 // engine's clock), never Redis's clock: the Redis TTL only cleans up. Keep
 // the MX hosts' clocks in sync (NTP), as a host whose clock runs ahead
@@ -39,16 +39,16 @@
 //
 // # Atomic updates
 //
-// Update is an optimistic transaction: WATCH the key, GET it, run the
-// caller's function (greylist.Policy.Step, so the state machine stays in
-// Go, in one place), then MULTI/SET/EXEC. If another host wrote the key in
-// between, EXEC fails and Update starts over with the new record, up to
+// Update reads the key (GET), runs the caller's function
+// (greylist.Policy.Step, so the state machine stays in Go, in one place),
+// and, only if it wants to write, writes with a compare-and-set script that
+// succeeds only if the key still holds what was read. If another host
+// wrote the key in between, Update starts over with the new record, up to
 // 100 times with a random backoff of a few milliseconds at most. Updates of
-// one key within a process also take an in-process lock first, so WATCH
-// conflicts come only from other hosts. In a Cluster the transaction
-// touches one key, hence one slot. An Update costs three round trips
-// (WATCH, GET, then MULTI/SET/EXEC in one write), a Get one (GET and PTTL
-// pipelined).
+// one key within a process also take an in-process lock first, so
+// conflicts come only from other hosts. In a Cluster the script touches
+// one key, hence one slot. An Update that writes nothing (a known triplet
+// seen within the minute, say) costs one round trip; one that writes, two.
 //
 // # Failures
 //

@@ -470,8 +470,8 @@ func TestTwoHostsRetry(t *testing.T) {
 }
 
 // TestUpdateRetriesOnConflict makes each attempt of an Update lose to a
-// Put of the same key between its WATCH and its EXEC, so Redis's check,
-// not the in-process lock, keeps the update atomic.
+// Put of the same key between its read and its write, so the server-side
+// compare-and-set, not the in-process lock, keeps the update atomic.
 func TestUpdateRetriesOnConflict(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
@@ -515,8 +515,8 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 			}
 			return rec(1), 0, nil
 		})
-		if !errors.Is(err, redis.TxFailedErr) || !strings.Contains(err.Error(), key) {
-			t.Errorf("Update = %v, want an error naming the key and wrapping TxFailedErr", err)
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), key) {
+			t.Errorf("Update = %v, want an error naming the key and wrapping ErrConflict", err)
 		}
 		if calls != maxUpdateAttempts {
 			t.Errorf("fn called %d times, want %d", calls, maxUpdateAttempts)

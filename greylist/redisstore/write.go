@@ -72,39 +72,39 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 	}
 	k := s.prefix + key
 	for attempt := 1; ; attempt++ {
-		var fnErr error
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			cur, err := current(ctx, tx, k)
-			if err != nil {
-				return err
-			}
-			next, ttl, err := fn(cur)
-			if err != nil {
-				fnErr = err
-				return err
-			}
-			if next == nil {
-				return nil // Watch's Close sends UNWATCH
-			}
-			v, err := encode(next, ttl)
-			if err != nil {
-				return err
-			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Set(ctx, k, v, ttl)
-				return nil
-			})
-			return err
-		}, k)
-		switch {
-		case fnErr != nil:
-			return fnErr
-		case err == nil:
-			return nil
-		case !errors.Is(err, redis.TxFailedErr):
+		old, err := s.rdb.Get(ctx, k).Bytes()
+		had := true
+		if errors.Is(err, redis.Nil) {
+			old, had, err = nil, false, nil
+		}
+		if err != nil {
 			return fmt.Errorf("redisstore: update %q: %w", key, err)
+		}
+		var cur *greylist.Record
+		if had {
+			if cur, err = decode(old); err != nil {
+				return fmt.Errorf("redisstore: update %q: %w", key, err)
+			}
+		}
+		next, ttl, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			return nil // nothing to write: the read was the whole operation
+		}
+		v, err := encode(next, ttl)
+		if err != nil {
+			return fmt.Errorf("redisstore: update %q: %w", key, err)
+		}
+		ok, err := s.compareAndSet(ctx, k, had, old, v, ttl)
+		switch {
+		case err != nil:
+			return fmt.Errorf("redisstore: update %q: %w", key, err)
+		case ok:
+			return nil
 		case attempt == maxUpdateAttempts:
-			return fmt.Errorf("redisstore: update %q: gave up after %d attempts: %w", key, attempt, err)
+			return fmt.Errorf("redisstore: update %q: gave up after %d attempts: %w", key, attempt, ErrConflict)
 		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return fmt.Errorf("redisstore: update %q: %w", key, err)
@@ -112,16 +112,43 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 	}
 }
 
-// current returns the record at key inside a WATCH, nil if there is none.
-func current(ctx context.Context, tx *redis.Tx, key string) (*greylist.Record, error) {
-	v, err := tx.Get(ctx, key).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+// ErrConflict is wrapped by Update when another writer kept changing the
+// key between its read and its write.
+var ErrConflict = errors.New("concurrent updates kept changing the key")
+
+// casScript writes ARGV[3] (with a time to live of ARGV[4] ms, 0 for
+// none) only if the key still holds what the caller read: ARGV[2] when
+// ARGV[1] is "1", nothing when it is "0". A script runs atomically on the
+// server, so this is the whole of the read-modify-write's atomicity; the
+// state machine itself stays in Go.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return 0 end
+elseif cur then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+`)
+
+// compareAndSet runs casScript: an update costs a GET, then one script call
+// when it writes (two round trips), instead of WATCH, GET and MULTI/EXEC.
+func (s *Store) compareAndSet(ctx context.Context, key string, had bool, old, v []byte, ttl time.Duration) (bool, error) {
+	flag := "0"
+	if had {
+		flag = "1"
 	}
-	if err != nil {
-		return nil, err
+	ms := ttl.Milliseconds()
+	if ttl > 0 && ms == 0 {
+		ms = 1
 	}
-	return decode(v)
+	n, err := casScript.Run(ctx, s.rdb, []string{key}, flag, old, v, ms).Int()
+	return n == 1, err
 }
 
 // encode checks and encodes a record to write with ttl.
