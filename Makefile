@@ -2,7 +2,7 @@
 GO     ?= go
 PREFIX ?= /usr
 
-.PHONY: all build test deps vet unit e2e run install clean bench profile
+.PHONY: all build test deps vet unit e2e run install clean bench profile fuzz fuzz-short
 
 all: build
 
@@ -11,9 +11,11 @@ build:
 
 # The whole suite: formatting, vet, unit tests and the end-to-end tests
 # against real Postfix, swaks, miltertest and redis-server. The deps step
-# installs those Debian packages when missing (it needs root then).
+# installs those Debian packages when missing (it needs root then). Then
+# each fuzz target for 10 seconds (fuzz-short, below).
 test: deps vet
 	$(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz-short
 
 deps:
 	@bash e2e/install-deps.sh
@@ -28,6 +30,35 @@ unit:
 
 e2e: deps
 	$(GO) test -count=1 -v ./e2e/
+
+# Fuzzing: every Fuzz target of every package (found by its declaration),
+# one after another, each for FUZZTIME: `make fuzz` is the documented run,
+# 10 minutes a target; `make fuzz-short` gives each 10 seconds, and `make
+# test` runs it. Every target runs even when one fails; a summary of the
+# last progress line of each ends the run. A crasher is written to the
+# package's testdata/fuzz/NAME/ and fails the run: keep it there, as a
+# regression case that go test runs with the seeds. New inputs the fuzzer
+# keeps are minimised for at most FUZZMINIMIZETIME each (Go's default,
+# 60s, would spend a short run on one input).
+FUZZTIME         ?= 10m
+FUZZMINIMIZETIME ?= 5s
+fuzz:
+	@summary=$$(mktemp); out=$$(mktemp); failed=0; \
+	for pkg in $$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' . | xargs -n1 dirname | sort -u); do \
+	  for name in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' $$pkg/*_test.go | sed -E 's/^func ([A-Za-z0-9_]+).*/\1/'); do \
+	    echo "=== fuzz $$pkg $$name for $(FUZZTIME)"; \
+	    { $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
+	      echo "exit $$?"; } 2>&1 | tee $$out; \
+	    result=$$(tail -1 $$out); \
+	    if [ "$$result" = "exit 0" ]; then result=ok; else failed=1; fi; \
+	    printf '%-18s %-14s %s: %s\n' "$$pkg" "$$name" "$$result" "$$(grep 'fuzz: elapsed' $$out | tail -1 | sed -e 's/^fuzz: //' -e 's/ ([0-9]*\/sec)//')" >> $$summary; \
+	  done; \
+	done; \
+	echo "=== fuzz summary (FUZZTIME=$(FUZZTIME))"; cat $$summary; rm -f $$summary $$out; \
+	exit $$failed
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 # Serve on the embedded default (Badger in /var/lib/milter-grey, milter on
 # 127.0.0.1:10025), with /etc/milter-grey/milter-grey.toml if it exists.

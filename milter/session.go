@@ -54,6 +54,7 @@ type session struct {
 	dkim     *auth.DKIMVerifier
 
 	headerBytes int // of this message, against maxHeaderBytes
+	fromFields  int // From header fields seen by the DKIM verifier
 }
 
 // Bounds on per-message state, far above what an MTA sends (Postfix's
@@ -75,7 +76,7 @@ func (s *session) resetMessage() {
 	s.deferred = s.deferred[:0]
 	s.pending = s.pending[:0]
 	s.waited = 0
-	s.headerBytes = 0
+	s.headerBytes, s.fromFields = 0, 0
 	s.bypass = ""
 	s.envDone = false
 	s.spfDone, s.spf = false, auth.SPFResult{}
@@ -336,6 +337,9 @@ func (s *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Res
 		// An error means the verifier gave up (too large, aborted): the
 		// verdict at end of message says so.
 		s.dkim.Header(name, value)
+		if strings.EqualFold(name, "From") {
+			s.fromFields++
+		}
 	}
 	return gomilter.RespContinue, nil
 }
@@ -398,7 +402,15 @@ func (s *session) decidePending() (r gomilter.Response, refused bool) {
 		}
 	}
 	dkim := strings.TrimPrefix(verdict.String(), "dkim=")
-	if verdict.Proven() {
+	proven := verdict.Proven()
+	if proven && s.fromFields > 1 {
+		// RFC 5322 allows one From field. With two, a valid signature
+		// may cover one while readers see the other (RFC 6376 §8.15):
+		// such a message proves nothing.
+		proven = false
+		dkim += fmt.Sprintf(" (not a proof: %d From fields)", s.fromFields)
+	}
+	if proven {
 		s.bypass = "dkim=" + dkim
 		for _, p := range s.pending {
 			req := s.request(p.rcpt)

@@ -37,6 +37,12 @@ type config struct {
 	MaxSessions     int      `toml:"max_sessions"`
 	DecisionTimeout duration `toml:"decision_timeout"`
 
+	// Privileges: the account to drop to when started as root, and the
+	// group given to unix sockets (see privileges.go).
+	User        string `toml:"user"`
+	Group       string `toml:"group"`
+	SocketGroup string `toml:"socket_group"`
+
 	// Admin API and metrics.
 	AdminListen string `toml:"admin_listen"`
 
@@ -186,12 +192,35 @@ func (c *config) resolvePaths() {
 	dir := filepath.Dir(c.path)
 	for _, l := range []*[]string{&c.WhitelistClientFiles, &c.WhitelistRecipientFiles, &c.NeverAutoWhitelistFiles, &c.BypassSenderFiles} {
 		for i, p := range *l {
+			// A bypass file may carry the table type copied from
+			// main.cf ("hash:/etc/postfix/nogreylist-senders"): the
+			// path is what follows it.
+			typ := ""
+			if l == &c.BypassSenderFiles {
+				typ, p = splitTableType(p)
+			}
 			if p != "" && !filepath.IsAbs(p) {
-				(*l)[i] = filepath.Join(dir, p)
+				(*l)[i] = typ + filepath.Join(dir, p)
 			}
 		}
 	}
 }
+
+// splitTableType splits Postfix table types off a table name, as Postfix
+// reads "type:name": "proxy:hash:/x" gives "proxy:hash:" and "/x". Which
+// types are accepted is the access map loader's business.
+func splitTableType(name string) (typ, path string) {
+	path = name
+	for {
+		t, rest, ok := strings.Cut(path, ":")
+		if !ok || !tableTypeRe.MatchString(t) {
+			return typ, path
+		}
+		typ, path = typ+t+":", rest
+	}
+}
+
+var tableTypeRe = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
 
 var tomlTypeErrRe = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
 
@@ -237,6 +266,14 @@ func (c *config) validate() error {
 	}
 	if _, err := parseMode(c.SocketMode); err != nil {
 		return fail("socket_mode", "%v", err)
+	}
+	for _, a := range []struct{ key, v string }{{"user", c.User}, {"group", c.Group}, {"socket_group", c.SocketGroup}} {
+		if a.v != "" && !accountNameRe.MatchString(a.v) {
+			return fail(a.key, "%q is not a user or group name (or number)", a.v)
+		}
+	}
+	if c.Group != "" && c.User == "" {
+		return fail("group", "needs user: the group is set when privileges are dropped to user")
 	}
 	if c.AdminListen != "" {
 		network, address, err := parseListen(c.AdminListen)
@@ -328,6 +365,11 @@ func (c *config) validate() error {
 	}
 	return nil
 }
+
+// accountNameRe is what user, group and socket_group accept: the
+// portable POSIX names (and the Debian extensions "." and a final "$"),
+// or a number.
+var accountNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?$`)
 
 func parseMode(s string) (os.FileMode, error) {
 	m, err := strconv.ParseUint(s, 8, 32)

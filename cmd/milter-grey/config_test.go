@@ -58,6 +58,9 @@ func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 		{"listen", c.Listen, "inet:127.0.0.1:10025"},
 		{"socket_mode", c.SocketMode, "0660"},
 		{"allow_public_listen", c.AllowPublic, false},
+		{"user", c.User, ""},
+		{"group", c.Group, ""},
+		{"socket_group", c.SocketGroup, ""},
 		{"store", c.Store, "/var/lib/milter-grey"},
 		{"delay", time.Duration(c.Delay), 5 * time.Minute},
 		{"retry_window", time.Duration(c.RetryWindow), 48 * time.Hour},
@@ -118,6 +121,9 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 		Listen:                  "unix:/run/milter-grey/milter.sock",
 		SocketMode:              "0600",
 		AllowPublic:             true,
+		SocketGroup:             "mail",
+		User:                    "daemon",
+		Group:                   "mail",
 		ShutdownTimeout:         duration(30 * time.Second),
 		IdleTimeout:             duration(20 * time.Minute),
 		MaxSessions:             50,
@@ -261,6 +267,9 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"an unknown log_level", `log_level = "loud"`, 3, "log_level", `"loud"`},
 		{"socket_mode not octal", `socket_mode = "999"`, 3, "socket_mode", `"999"`},
 		{"socket_mode above 0777", `socket_mode = "01777"`, 3, "socket_mode", `"01777"`},
+		{"a user name with a space", `user = "mail grey"`, 3, "user", "not a user or group name"},
+		{"a socket_group with a colon", `socket_group = "postfix:postfix"`, 3, "socket_group", "not a user or group name"},
+		{"group without user", `group = "mail"`, 3, "group", "needs user"},
 		{"listen of an unknown kind", `listen = "tcp:foo"`, 3, "listen", `unknown socket type "tcp"`},
 		{"listen with a port out of range", `listen = "inet:127.0.0.1:99999"`, 3, "listen", `bad port "99999"`},
 		{"listen on a relative unix path", `listen = "unix:milter.sock"`, 3, "listen", "absolute"},
@@ -350,4 +359,47 @@ func TestMissingListFileIsAnError(t *testing.T) {
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), list) {
 		t.Errorf("error %q should be not-exist and name %s", err, list)
 	}
+}
+
+// A bypass file may be named with the table type copied from main.cf;
+// a relative name after it is relative to the configuration's directory,
+// as without one.
+func TestBypassFileWithTableType(t *testing.T) {
+	dir := t.TempDir()
+	list, err := os.ReadFile("../../testdata/access/nogreylist-senders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nogreylist-senders"), list, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(dir, "nogreylist-senders")
+	for _, name := range []string{"hash:" + abs, "texthash:nogreylist-senders", "proxy:hash:nogreylist-senders", "nogreylist-senders", abs} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, "milter-grey.toml")
+			if err := os.WriteFile(path, []byte("bypass_sender_files = ["+strconv.Quote(name)+"]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := loadConfig(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := c.lists()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Bypass == nil || l.Bypass.Len() != 1 {
+				t.Errorf("bypass list %+v, want the one entry of the file", l.Bypass)
+			}
+		})
+	}
+	t.Run("an unsupported type is reported as such", func(t *testing.T) {
+		path := filepath.Join(dir, "milter-grey.toml")
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"regexp:nogreylist-senders\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(path, false); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
+			t.Errorf("error %v, want table type regexp: is not supported", err)
+		}
+	})
 }

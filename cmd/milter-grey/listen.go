@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -51,28 +52,60 @@ func isLoopback(address string) bool {
 		return true
 	}
 	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	// Unmap: Go binds "::ffff:127.0.0.1" as the IPv4 127.0.0.1.
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // listen opens the milter socket. The milter protocol has no
 // authentication, so a non-loopback TCP address needs allow_public_listen.
 // A stale unix socket left by a crash is removed; a live one is not.
 func listen(c *config) (net.Listener, error) {
-	return listenSpec(c, c.Listen, "listen", "use the milter")
+	return listenSpec(c, c.Listen, "listen", milterExposure, nil, nil)
+}
+
+// What a stranger who reaches each listener could do, for the messages.
+const (
+	milterExposure = "use the milter"
+	adminExposure  = "read the greylist and the metrics"
+)
+
+// listenTCP binds a TCP address (a variable for the tests, which may not
+// bind a public one).
+var listenTCP = func(address string) (net.Listener, error) { return net.Listen("tcp", address) }
+
+// exposure checks a TCP listen address against allow_public_listen: a
+// non-loopback address is an error without it, and a warning to log with
+// it ("" for loopback).
+func exposure(c *config, key, address, what string) (warning string, err error) {
+	if isLoopback(address) {
+		return "", nil
+	}
+	if !c.AllowPublic {
+		return "", fmt.Errorf("%s %s: not a loopback address; anyone who reaches it can %s (set allow_public_listen = true if a firewall protects it)", key, address, what)
+	}
+	return fmt.Sprintf("%s %s is not a loopback address (allow_public_listen = true): "+
+		"anyone who reaches it can %s; make sure a firewall protects it", key, address, what), nil
 }
 
 // listenSpec opens the socket spec names for the config key key (listen
-// or admin_listen); what says what a stranger could do with it.
-func listenSpec(c *config, spec, key, what string) (net.Listener, error) {
+// or admin_listen); what says what a stranger could do with it. A unix
+// socket gets socket_mode, and the owner and group p says (p may be nil);
+// a public TCP address is logged as a warning on log (may be nil).
+func listenSpec(c *config, spec, key, what string, p *privileges, log *slog.Logger) (net.Listener, error) {
 	network, address, err := parseListen(spec)
 	if err != nil {
 		return nil, err
 	}
 	if network == "tcp" {
-		if !isLoopback(address) && !c.AllowPublic {
-			return nil, fmt.Errorf("%s %s: not a loopback address; anyone who reaches it can %s (set allow_public_listen = true if a firewall protects it)", key, address, what)
+		warning, err := exposure(c, key, address, what)
+		if err != nil {
+			return nil, err
 		}
-		return net.Listen("tcp", address)
+		ln, err := listenTCP(address)
+		if err == nil && warning != "" && log != nil {
+			log.Warn(warning, "key", key, "address", ln.Addr().String())
+		}
+		return ln, err
 	}
 	if err := removeStaleSocket(address); err != nil {
 		return nil, err
@@ -90,6 +123,12 @@ func listenSpec(c *config, spec, key, what string) (net.Listener, error) {
 	if err := os.Chmod(address, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("chmod %s: %w", address, err)
+	}
+	// Owner and group after the mode: until then only the creator (root,
+	// or the daemon's user) and its group may connect.
+	if err := p.ownSocket(key, address); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	return ln, nil
 }

@@ -308,6 +308,12 @@ func runCheckConfig(o *options, _ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: not found; the defaults apply and are valid\n", c.path)
 		return 0
 	}
+	// The accounts are resolved here, not at load: a configuration is
+	// valid anywhere, its user exists on this host or not.
+	if _, _, err := c.checkAccounts(); err != nil {
+		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
+		return 1
+	}
 	_, warnings, _ := c.listsWarn() // errors were reported by loadConfig
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)

@@ -50,8 +50,53 @@ type daemon struct {
 	bg                sync.WaitGroup
 }
 
-// start opens the store and the socket and starts serving.
-func start(c *config, log *slog.Logger) (*daemon, error) {
+// start opens the sockets, drops privileges (started as root with user
+// set), opens the store and starts serving.
+func start(c *config, log *slog.Logger) (_ *daemon, err error) {
+	priv, err := preparePrivileges(c, os.Geteuid(), os.Getegid(), log)
+	if err != nil {
+		return nil, err
+	}
+	// The sockets first, while the daemon may still be root: a unix
+	// socket in a directory only root may write, a privileged port.
+	ln, err := listenSpec(c, c.Listen, "listen", milterExposure, priv, log)
+	if err != nil {
+		return nil, err
+	}
+	var adminLn net.Listener
+	var store greylist.Store
+	defer func() {
+		if err != nil {
+			ln.Close()
+			if adminLn != nil {
+				adminLn.Close()
+			}
+			if store != nil {
+				store.Close()
+			}
+		}
+	}()
+	if c.AdminListen != "" {
+		if adminLn, err = listenSpec(c, c.AdminListen, "admin_listen", adminExposure, priv, log); err != nil {
+			return nil, err
+		}
+	}
+	// Then, for good, the daemon's user: before it reads a list, opens
+	// the store or parses a byte from the network.
+	if err = priv.prepareStore(c.Store); err != nil {
+		return nil, err
+	}
+	if err = priv.dropPrivileges(log); err != nil {
+		return nil, err
+	}
+	if priv.drop != nil && c.present {
+		if f, oerr := os.Open(c.path); oerr != nil {
+			log.Warn("the configuration file is not readable by user: SIGHUP cannot reload it", "user", c.User, "err", oerr)
+		} else {
+			f.Close()
+		}
+	}
+
 	lists, warnings, err := c.listsWarn()
 	if err != nil {
 		return nil, err
@@ -63,7 +108,7 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := m.InstrumentStore(rawStore)
+	store = m.InstrumentStore(rawStore)
 	onErr := greylist.ErrorAccept
 	if c.OnError == "tempfail" {
 		onErr = greylist.ErrorTempfail
@@ -116,23 +161,13 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 	}
 	srv, err := milter.NewServer(mc)
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
 	m.WatchSessions(srv.OpenSessions)
-	ln, err := listen(c)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	d := &daemon{cfg: c, log: log, store: store, engine: engine, srv: srv, ln: ln, fingerprint: fingerprint,
 		listFiles: c.listFiles(), metrics: m, neverRetriedUntil: engine.Now()}
-	if c.AdminListen != "" {
-		if err := d.startAdmin(mc.SPF); err != nil {
-			ln.Close()
-			store.Close()
-			return nil, err
-		}
+	if adminLn != nil {
+		d.startAdmin(mc.SPF, adminLn)
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil {
@@ -154,7 +189,7 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 		"delay", formatDuration(time.Duration(c.Delay)), "config", cfgName,
 		"trusted", lists.Trusted.Len(), "whitelist_clients", lists.Clients.Len(),
 		"whitelist_recipients", lists.Recipients.Len(), "bypass_senders", bypassLen(lists),
-		"admin_listen", adminName, "dry_run", c.DryRun)
+		"admin_listen", adminName, "dry_run", c.DryRun, "uid", os.Getuid())
 	if c.DryRun {
 		log.Warn("dry_run is on: decisions are recorded and logged, but nothing is refused")
 	}
@@ -164,13 +199,8 @@ func start(c *config, log *slog.Logger) (*daemon, error) {
 // adminShutdown bounds the wait for admin requests at shutdown.
 const adminShutdown = 5 * time.Second
 
-// startAdmin opens the admin listener and serves the admin API and the
-// metrics on it.
-func (d *daemon) startAdmin(spf *auth.SPF) error {
-	ln, err := listenSpec(d.cfg, d.cfg.AdminListen, "admin_listen", "read the greylist and the metrics")
-	if err != nil {
-		return err
-	}
+// startAdmin serves the admin API and the metrics on the admin listener.
+func (d *daemon) startAdmin(spf *auth.SPF, ln net.Listener) {
 	h := admin.NewHandler(admin.Config{
 		Store:    d.store,
 		Engine:   d.engine,
@@ -200,7 +230,6 @@ func (d *daemon) startAdmin(spf *auth.SPF) error {
 			d.log.Error("admin server stopped", "err", err)
 		}
 	}()
-	return nil
 }
 
 func bypassLen(l *greylist.Lists) int {
