@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/sockspec"
 )
 
 // Client talks to a running daemon's admin API. Its methods mirror the
@@ -37,15 +39,18 @@ func NewClient(addr string) *Client {
 		MaxIdleConns:          2,
 	}
 	c := &Client{addr: addr, hc: &http.Client{Transport: tr}}
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+	network, address, err := sockspec.Parse(addr)
+	if err != nil {
+		network, address = "tcp", addr // a plain host:port
+	}
+	if network == "unix" {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", path)
+			return d.DialContext(ctx, "unix", address)
 		}
 		c.base = "http://localhost"
 		return c
 	}
-	hostport := strings.TrimPrefix(strings.TrimPrefix(addr, "inet:"), "inet6:")
-	c.base = "http://" + hostport
+	c.base = "http://" + address
 	return c
 }
 

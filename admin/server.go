@@ -167,6 +167,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			rt.fn(w, r, arg)
+			if rt.write {
+				// What the engine cached of the records may be stale now.
+				h.cfg.Engine.StoreChanged()
+			}
 			return
 		}
 	}

@@ -63,3 +63,10 @@ func (c *awlCache) forget(client string) {
 	delete(c.m, client)
 	c.mu.Unlock()
 }
+
+// reset forgets everything.
+func (c *awlCache) reset() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}

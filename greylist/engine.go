@@ -189,6 +189,10 @@ func New(store Store, cfg Config) *Engine {
 	return e
 }
 
+// StoreChanged tells the engine that records were changed behind its back
+// (admin deletes, passes and restores): it drops what it cached of them.
+func (e *Engine) StoreChanged() { e.awl.reset() }
+
 // SetLists replaces the exemption lists; decisions under way finish with
 // the lists they started with.
 func (e *Engine) SetLists(l *Lists) { e.lists.Store(l) }
@@ -247,7 +251,6 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 				if whitelisted {
 					// Keep an active client's entry alive (a write at
 					// most an hour), once per cache period.
-					e.storeOK() // before touchClient, which may report a failure
 					e.touchClient(ctx, client, now, false)
 				}
 			}
@@ -289,10 +292,11 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 		NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
 	var v Verdict
 	var err error
+	wrote := false
 	if write {
 		err = e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
 			next, ttl, verdict := e.cfg.Policy.Step(cur, now)
-			v = verdict
+			v, wrote = verdict, next != nil
 			return next, ttl, nil
 		})
 	} else {
@@ -309,7 +313,9 @@ func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
 		return d
 	}
 	if write {
-		e.storeOK()
+		if wrote { // a read proves nothing about writes (see storeOK)
+			e.storeOK()
+		}
 		if v.Reason == ReasonRetried && awl {
 			e.touchClient(ctx, client, now, true)
 			e.awl.forget(client) // it may just have been whitelisted
@@ -366,14 +372,18 @@ func (e *Engine) Exempt(req Request) (Decision, bool) {
 // whitelisted pushes its expiry back, at most once an hour. A failure here
 // does not change the decision already taken.
 func (e *Engine) touchClient(ctx context.Context, client string, now time.Time, count bool) {
+	wrote := false
 	err := e.store.Update(ctx, ClientKey(client), func(cur *Record) (*Record, time.Duration, error) {
+		wrote = true
 		switch {
 		case cur == nil || now.Sub(cur.Last) > e.cfg.Policy.MaxAge:
 			if !count {
+				wrote = false
 				return nil, 0, nil
 			}
 			return &Record{State: Passed, First: now, Last: now, Count: 1}, e.cfg.Policy.MaxAge, nil
 		case now.Sub(cur.Last) < awlInterval:
+			wrote = false
 			return nil, 0, nil
 		default:
 			n := *cur
@@ -384,8 +394,11 @@ func (e *Engine) touchClient(ctx context.Context, client string, now time.Time, 
 			return &n, e.cfg.Policy.MaxAge, nil
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		e.storeFailed(err)
+	case wrote:
+		e.storeOK()
 	}
 }
 
@@ -418,6 +431,11 @@ func (e *Engine) onErrorDecision(err error) Decision {
 	return d
 }
 
+// storeOK ends an outage. It is called after a successful write only: a
+// store that still answers reads may refuse writes (a full disk, a
+// read-only directory, a Redis at maxmemory), and a read that succeeds in
+// the middle of such an outage would end it and the next write would
+// start another, a pair of warnings for each.
 func (e *Engine) storeOK() {
 	if !e.down.Load() {
 		return

@@ -6,55 +6,17 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/milter-grey/milter-grey/internal/sockspec"
 )
 
-// parseListen reads a milter socket specification in the forms Postfix and
-// Sendmail use: "inet:HOST:PORT", "inet:PORT@HOST" (Sendmail), "inet6:…",
-// "unix:/path" or "local:/path".
-func parseListen(spec string) (network, address string, err error) {
-	kind, rest, ok := strings.Cut(spec, ":")
-	if !ok {
-		return "", "", fmt.Errorf("%q: want inet:HOST:PORT or unix:/path", spec)
-	}
-	switch kind {
-	case "unix", "local":
-		if !strings.HasPrefix(rest, "/") {
-			return "", "", fmt.Errorf("%q: unix socket path must be absolute", spec)
-		}
-		return "unix", rest, nil
-	case "inet", "inet6":
-		host, port := "", ""
-		if p, h, ok := strings.Cut(rest, "@"); ok {
-			host, port = h, p
-		} else if host, port, err = net.SplitHostPort(rest); err != nil {
-			return "", "", fmt.Errorf("%q: %v", spec, err)
-		}
-		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			return "", "", fmt.Errorf("%q: bad port %q", spec, port)
-		}
-		return "tcp", net.JoinHostPort(strings.Trim(host, "[]"), port), nil
-	}
-	return "", "", fmt.Errorf("%q: unknown socket type %q (want inet, inet6, unix or local)", spec, kind)
-}
+// parseListen reads a socket specification (sockspec.Parse).
+func parseListen(spec string) (network, address string, err error) { return sockspec.Parse(spec) }
 
 // isLoopback reports whether a TCP listen address stays on this host.
-func isLoopback(address string) bool {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	// Unmap: Go binds "::ffff:127.0.0.1" as the IPv4 127.0.0.1.
-	return err == nil && ip.Unmap().IsLoopback()
-}
+func isLoopback(address string) bool { return sockspec.IsLoopback(address) }
 
 // listen opens the milter socket. The milter protocol has no
 // authentication, so a non-loopback TCP address needs allow_public_listen.
