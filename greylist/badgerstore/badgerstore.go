@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -56,6 +57,8 @@ type Store struct {
 
 	locks *keyLocks // serialise Updates of a key
 
+	writableUntil atomic.Int64 // Unix ns: when the last check that the directory takes writes expires (space.go)
+
 	stop chan struct{}  // closed by Close to stop the GC loop
 	wg   sync.WaitGroup // the GC loop
 
@@ -79,6 +82,10 @@ func open(dir string, opts Options, gcEvery time.Duration) (*Store, error) {
 			return nil, errors.New("badgerstore: open: empty directory name")
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+		}
+		// Badger's Open writes a new memtable file (space.go).
+		if err := checkWritable(dir); err != nil {
 			return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 		}
 	}
@@ -120,6 +127,17 @@ func (s *Store) Close() error {
 		first = true
 		close(s.stop)
 		s.wg.Wait()
+		// Close flushes the memtable into a new table file, written
+		// through a mapping: on a full disk a SIGBUS (space.go), on a
+		// read-only one a flush Badger retries for ever. Leave the
+		// records in the write-ahead log instead, as a crash would: the
+		// next Open replays it.
+		if s.dir != "" {
+			if err := checkWritable(s.dir); err != nil {
+				s.closeErr = fmt.Errorf("badgerstore: close %s: left unflushed, the next start replays its log: %w", s.dir, err)
+				return
+			}
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("badgerstore: close %s: %w", s.dir, err)
 		}

@@ -32,6 +32,9 @@ func (s *Store) Put(ctx context.Context, key string, rec *greylist.Record, ttl t
 	if err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("badgerstore: put %q: %w", key, err)
+	}
 	// A transaction that reads nothing never conflicts.
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
@@ -42,6 +45,9 @@ func (s *Store) Put(ctx context.Context, key string, rec *greylist.Record, ttl t
 // Delete removes key; an absent key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
+	}
+	if err := s.writable(); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(key)) }); err != nil {
@@ -114,6 +120,9 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 			}
 			e, err := newEntry(k, next, ttl, time.Now())
 			if err != nil {
+				return err
+			}
+			if err := s.writable(); err != nil {
 				return err
 			}
 			return txn.SetEntry(e)
