@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"bufio"
 	"net"
 	"sync"
 	"time"
@@ -59,13 +60,20 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		}
 		return nil, err
 	}
+	tc := l.track(c)
+	l.accepted = tc
+	return tc, nil
+}
+
+// track wraps an accepted connection and counts it open until its Close.
+func (l *trackingListener) track(c net.Conn) *trackedConn {
 	tc := &trackedConn{Conn: c, l: l}
+	tc.r = bufio.NewReaderSize(rawReader{tc}, readBufferSize)
 	l.mu.Lock()
 	l.conns[tc] = struct{}{}
 	l.wg.Add(1)
 	l.mu.Unlock()
-	l.accepted = tc
-	return tc, nil
+	return tc
 }
 
 // closeAll closes every open connection.
@@ -84,9 +92,17 @@ func (l *trackingListener) open() int {
 	return len(l.conns)
 }
 
+// readBufferSize holds a few milter packets. go-milter reads each packet
+// with two unbuffered reads (length, then data), and an MTA sends a
+// command's macros and the command itself back to back: through this
+// buffer, an RCPT costs one read(2) instead of four. A body chunk larger
+// than the buffer is read straight into go-milter's slice.
+const readBufferSize = 2048
+
 type trackedConn struct {
 	net.Conn
 	l           *trackingListener
+	r           *bufio.Reader // over rawReader: go-milter reads through it
 	once        sync.Once
 	deadlineSet time.Time // when the read deadline was last pushed back
 	// onClose runs once when the connection is closed: an MTA that drops
@@ -95,7 +111,14 @@ type trackedConn struct {
 	onClose func()
 }
 
-func (c *trackedConn) Read(b []byte) (int, error) {
+func (c *trackedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// rawReader reads the connection itself, for the buffer, with the idle
+// deadline.
+type rawReader struct{ c *trackedConn }
+
+func (r rawReader) Read(b []byte) (int, error) {
+	c := r.c
 	if c.l.idle > 0 {
 		// Pushing the deadline back once a second is precise enough for
 		// an idle timeout of minutes, and spares a timer update on
