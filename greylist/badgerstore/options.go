@@ -60,8 +60,11 @@ func badgerOptions(dir string, o Options) badger.Options {
 		// Badger's expvar metrics cost memory and CPU and nothing reads
 		// them (DB.Size then reports 0).
 		WithMetricsEnabled(false).
-		// Update's atomicity relies on conflict detection (the default).
-		WithDetectConflicts(true).
+		// Every writer of a key holds its lock in this process (the only
+		// one: Badger locks the directory), so Badger's optimistic
+		// conflict detection has nothing to find; off, it stops keeping
+		// the keys of recent commits.
+		WithDetectConflicts(false).
 		WithSyncWrites(o.SyncWrites).
 		// Not WithLoggingLevel: it replaces the logger with Badger's
 		// stderr one. The adapter drops INFO and DEBUG itself.

@@ -4,22 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/milter-grey/milter-grey/greylist"
-)
-
-const (
-	// maxUpdateAttempts bounds the retries of an Update that keeps losing
-	// to concurrent commits to its key. With keyLocks only Put and Delete
-	// can cause those; without them, 32 goroutines × 50 updates of one key
-	// needed up to 15 attempts (39 under -race).
-	maxUpdateAttempts = 100
-	// maxBackoff caps the randomised pause between attempts.
-	maxBackoff = 5 * time.Millisecond
 )
 
 // Put writes rec under key, replacing any record and expiry; ttl 0 means
@@ -32,11 +21,9 @@ func (s *Store) Put(ctx context.Context, key string, rec *greylist.Record, ttl t
 	if err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
-	if err := s.writable(); err != nil {
-		return fmt.Errorf("badgerstore: put %q: %w", key, err)
-	}
-	// A transaction that reads nothing never conflicts.
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
+	unlock := s.locks.lock(key)
+	defer unlock()
+	if err := s.write(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
 	return nil
@@ -47,21 +34,22 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
-	if err := s.writable(); err != nil {
-		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
-	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(key)) }); err != nil {
+	unlock := s.locks.lock(key)
+	defer unlock()
+	if err := s.write(func(txn *badger.Txn) error { return txn.Delete([]byte(key)) }); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
 	return nil
 }
 
-// Update reads key, calls fn and writes its result in one transaction.
-// Badger fails the commit with ErrConflict if another commit to the key
-// came in since the read; Update then calls fn again on the new record,
-// up to maxUpdateAttempts times. Concurrent Updates of one key in this
-// process wait for each other on a lock instead (see keyLocks), so
-// conflicts come only from Put and Delete. fn must not call Update.
+// Update reads key in a read-only transaction, calls fn, and writes its
+// result, if any, in a write-only one. Every writer of a key (Update, Put,
+// Delete) holds the key's lock (see keyLocks) and Badger allows one process
+// per directory, so nothing can change the key between the read and the
+// write: no read-write transaction, no conflict detection and no retry are
+// needed. Most decisions write nothing (a known triplet seen within the
+// minute) and cost the read alone. fn must not call the Store's write
+// methods.
 //
 // An error from fn is returned as fn returned it; a record that does not
 // decode is an error naming the key, and fn is not called.
@@ -72,83 +60,50 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 	unlock := s.locks.lock(key)
 	defer unlock()
 	k := []byte(key)
-	// Most decisions write nothing (a known triplet seen within the
-	// minute): a read-only transaction answers them without the cost of a
-	// read-write one. The lock above keeps writers of this key in this
-	// process out, and Badger allows one process per directory, so the
-	// record cannot change between this read and the answer.
-	var viewErr error
-	var wants bool
+	var next *greylist.Record
+	var ttl time.Duration
+	var fnErr error
 	err := s.db.View(func(txn *badger.Txn) error {
 		cur, err := current(txn, k)
 		if err != nil {
 			return err
 		}
-		next, _, err := fn(cur)
-		if err != nil {
-			viewErr = err
-			return err
-		}
-		wants = next != nil
-		return nil
+		next, ttl, fnErr = fn(cur)
+		return fnErr
 	})
 	switch {
-	case viewErr != nil:
-		return viewErr
+	case fnErr != nil:
+		return fnErr
 	case err != nil:
 		return fmt.Errorf("badgerstore: update %q: %w", key, err)
-	case !wants:
+	case next == nil:
 		return nil
 	}
-	if err := ctx.Err(); err != nil {
+	e, err := newEntry(k, next, ttl, time.Now())
+	if err == nil {
+		err = ctx.Err() // a decision that timed out must not write late
+	}
+	if err == nil {
+		err = s.write(func(txn *badger.Txn) error { return txn.SetEntry(e) })
+	}
+	if err != nil {
 		return fmt.Errorf("badgerstore: update %q: %w", key, err)
 	}
-	for attempt := 1; ; attempt++ {
-		var fnErr error
-		err := s.db.Update(func(txn *badger.Txn) error {
-			cur, err := current(txn, k)
-			if err != nil {
-				return err
-			}
-			next, ttl, err := fn(cur)
-			if err != nil {
-				fnErr = err
-				return err
-			}
-			if next == nil {
-				return nil // Commit of a txn without writes is a no-op.
-			}
-			e, err := newEntry(k, next, ttl, time.Now())
-			if err != nil {
-				return err
-			}
-			if err := s.writable(); err != nil {
-				return err
-			}
-			return txn.SetEntry(e)
-		})
-		switch {
-		case fnErr != nil:
-			return fnErr
-		case err == nil:
-			return nil
-		case !errors.Is(err, badger.ErrConflict):
-			return fmt.Errorf("badgerstore: update %q: %w", key, err)
-		case attempt == maxUpdateAttempts:
-			return fmt.Errorf("badgerstore: update %q: gave up after %d attempts: %w", key, attempt, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("badgerstore: update %q: %w", key, err)
-		}
-		time.Sleep(backoff(attempt))
-	}
+	return nil
 }
 
-// backoff is a random pause that doubles with each attempt (full jitter),
-// so the losers of a conflict do not all come back at the same instant:
-// a linear 20 µs step let 32 writers of one key run out of 100 attempts.
-func backoff(attempt int) time.Duration {
-	return rand.N(min(50*time.Microsecond<<min(attempt, 10), maxBackoff)) + 1
+// write commits what fn sets in a write-only transaction, unless the disk
+// cannot take it (see writable). The caller holds the key's lock.
+func (s *Store) write(fn func(txn *badger.Txn) error) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	return txn.Commit()
 }
 
 // current returns the live record at key, nil if there is none.
