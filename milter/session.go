@@ -55,6 +55,10 @@ type session struct {
 
 	headerBytes int // of this message, against maxHeaderBytes
 	fromFields  int // From header fields seen by the DKIM verifier
+	// msgLog logs this message's decisions with the attributes they share
+	// (client, HELO, sender) formatted once: a message to ten recipients
+	// logs ten lines, and formatting is most of a line's cost.
+	msgLog *slog.Logger
 }
 
 // Bounds on per-message state, far above what an MTA sends (Postfix's
@@ -73,6 +77,7 @@ type pendingRcpt struct {
 
 func (s *session) resetMessage() {
 	s.sender, s.null, s.authUser, s.queueID = "", false, "", ""
+	s.msgLog = nil
 	s.deferred = s.deferred[:0]
 	s.pending = s.pending[:0]
 	s.waited = 0
@@ -154,6 +159,7 @@ func confirmedName(host string, macros map[string]string) string {
 
 func (s *session) Helo(name string, m *gomilter.Modifier) (gomilter.Response, error) {
 	s.helo = name
+	s.msgLog = nil
 	return gomilter.RespContinue, nil
 }
 
@@ -456,22 +462,36 @@ func (s *session) Abort(m *gomilter.Modifier) error {
 	return nil
 }
 
-// logDecision writes the decision log line, a stable interface for admins.
+// logDecision writes the decision log line, a stable interface for admins:
+// the message's attributes (client, client_name, helo, sender), then the
+// recipient's.
 func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim string) {
+	if s.srv.cfg.OnDecision != nil {
+		s.srv.cfg.OnDecision(d, dkim)
+	}
+	ctx := context.Background()
+	if !s.srv.cfg.Log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	if s.msgLog == nil {
+		sender := req.Sender
+		if s.null {
+			sender = greylist.NullSender
+		}
+		if s.name != "" {
+			s.msgLog = s.srv.cfg.Log.With(slog.String("client", s.clientID), slog.String("client_name", s.name),
+				slog.String("helo", s.helo), slog.String("sender", sender))
+		} else {
+			s.msgLog = s.srv.cfg.Log.With(slog.String("client", s.clientID),
+				slog.String("helo", s.helo), slog.String("sender", sender))
+		}
+	}
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,
 		slog.String("action", d.Action.String()),
 		slog.String("reason", string(d.Reason)),
-		slog.String("client", s.clientID),
+		slog.String("rcpt", req.Recipient),
 	)
-	if s.name != "" {
-		attrs = append(attrs, slog.String("client_name", s.name))
-	}
-	sender := req.Sender
-	if s.null {
-		sender = greylist.NullSender
-	}
-	attrs = append(attrs, slog.String("helo", s.helo), slog.String("sender", sender), slog.String("rcpt", req.Recipient))
 	if d.Match != "" {
 		attrs = append(attrs, slog.String("match", d.Match))
 	}
@@ -497,8 +517,5 @@ func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim st
 	if s.srv.cfg.DryRun && d.Action == greylist.Greylist {
 		attrs = append(attrs, slog.Bool("dry_run", true))
 	}
-	if s.srv.cfg.OnDecision != nil {
-		s.srv.cfg.OnDecision(d, dkim)
-	}
-	s.srv.cfg.Log.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
+	s.msgLog.LogAttrs(ctx, slog.LevelInfo, "decision", attrs...)
 }

@@ -353,7 +353,7 @@ func TestNullSenderIsDecidedAfterEnvelope(t *testing.T) {
 	if final.Code != gomilter.ActReplyCode || final.SMTPCode != 451 {
 		t.Fatalf("bounce: got %q %d %q", final.Code, final.SMTPCode, final.SMTPText)
 	}
-	if !strings.Contains(f.log.String(), "sender=<> rcpt=bob@rcpt.example") {
+	if !strings.Contains(f.log.String(), "sender=<> action=greylist reason=new rcpt=bob@rcpt.example") {
 		t.Fatalf("log:\n%s", f.log.String())
 	}
 	m.must(m.s.Abort())

@@ -164,7 +164,7 @@ func TestDaemonKeepsTripletsAcrossRestart(t *testing.T) {
 
 	d := startDaemon(t, c)
 	wantGreylisted(t, d.rcpt(t, "<alice@sender.example>", "<bob@example.net>"), "1")
-	if !strings.Contains(d.log.String(), "msg=decision action=greylist reason=new client=192.0.2.10") {
+	if log := d.log.String(); !strings.Contains(log, "msg=decision client=192.0.2.10 ") || !strings.Contains(log, " action=greylist reason=new rcpt=bob@example.net ") {
 		t.Errorf("no greylist decision in the log:\n%s", d.log)
 	}
 	if !strings.Contains(d.log.String(), "msg=\"milter-grey started\"") {
