@@ -12,8 +12,9 @@ var ErrNotFound = errors.New("greylist: record not found")
 // UpdateFunc computes the next record from the current one (nil when the key
 // is absent or expired). It returns the record to write and its time to live;
 // a nil next record means "write nothing". A Store may call it more than once
-// when a concurrent writer gets in first, so it must have no side effects
-// other than capturing its last result.
+// (when a concurrent writer gets in first, or speculatively on nil to create
+// an absent key in one round trip), so it must have no side effects other
+// than capturing its last result.
 type UpdateFunc func(cur *Record) (next *Record, ttl time.Duration, err error)
 
 // Store keeps records under string keys, each with a time to live after which

@@ -5,12 +5,12 @@ import (
 	"hash/maphash"
 )
 
-// keyLocks serialises Updates of one key within the process. WATCH is
-// optimistic: of N concurrent read-modify-writes of a key one EXEC
-// succeeds and N-1 start over, so a burst of deliveries of one triplet
-// (a message to many recipients of one domain, say) would cost N²/2
-// round trips. With the lock the process sends one transaction at a
-// time per key, and WATCH conflicts come only from other hosts (and Put).
+// keyLocks serialises Updates of one key within the process. The
+// compare-and-set is optimistic: of N concurrent read-modify-writes of a
+// key one write succeeds and N-1 start over, so a burst of deliveries of
+// one triplet (a message to many recipients of one domain, say) would
+// cost N²/2 round trips. With the lock the process sends one update at a
+// time per key, and conflicts come only from other hosts (and Put).
 //
 // Unlike a mutex the lock is given up when ctx ends, so callers queued
 // behind a transaction stuck on a hung Redis fail at their own deadline.

@@ -11,9 +11,9 @@ import (
 )
 
 // BenchmarkUpdateNoWrite measures what Decide costs for a known triplet
-// used within the last minute: an Update whose fn writes nothing (WATCH,
-// GET, UNWATCH: three round trips for one read), against a real
-// redis-server on loopback.
+// used within the last minute: an Update whose fn writes nothing (one
+// GET: fn writes nothing on nil either, so there is no SET NX GET), against
+// a real redis-server on loopback.
 func BenchmarkUpdateNoWrite(b *testing.B) {
 	srv := testredis.Start(b)
 	s := openTest(b, srv.URL(), Options{Prefix: "bench-nowrite:"})

@@ -39,16 +39,25 @@
 //
 // # Atomic updates
 //
-// Update reads the key (GET), runs the caller's function
-// (greylist.Policy.Step, so the state machine stays in Go, in one place),
-// and, only if it wants to write, writes with a compare-and-set script that
-// succeeds only if the key still holds what was read. If another host
-// wrote the key in between, Update starts over with the new record, up to
-// 100 times with a random backoff of a few milliseconds at most. Updates of
-// one key within a process also take an in-process lock first, so
-// conflicts come only from other hosts. In a Cluster the script touches
-// one key, hence one slot. An Update that writes nothing (a known triplet
-// seen within the minute, say) costs one round trip; one that writes, two.
+// Update runs the caller's function (greylist.Policy.Step, so the state
+// machine stays in Go, in one place) on the record it read and, only if
+// it wants to write, writes with a compare-and-set script that succeeds
+// only if the key still holds what was read. If another host wrote the
+// key in between, Update starts over with the new record, up to 100 times
+// with a random backoff of a few milliseconds at most. Updates of one key
+// within a process also take an in-process lock first, so conflicts come
+// only from other hosts. In a Cluster every command touches one key,
+// hence one slot.
+//
+// The first read is speculative: Update calls the function on "no record"
+// and sends its result with SET … NX GET, which writes it if the key is
+// absent and otherwise returns the key's value, for the function to run
+// again on. So the first delivery of a triplet costs one round trip, as
+// does an Update that writes nothing (a known triplet seen within the
+// minute, say); one that changes a record costs two. SET … NX GET needs
+// Redis 7.0 or later: on an older server (it answers "syntax error") the
+// Store logs a warning once and reads with GET instead, and a new triplet
+// costs two round trips.
 //
 // # Failures
 //
@@ -72,6 +81,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -127,7 +137,8 @@ type Options struct {
 	// 10 more connections for pipelines (Get, Scan).
 	PoolSize int
 
-	// Logger receives a line when the store connects; nil discards it.
+	// Logger receives a line when the store connects, and a warning if
+	// the server turns out to be older than Redis 7.0; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -142,8 +153,13 @@ type Store struct {
 	url     string // redacted, for messages
 
 	// locks serialises Updates of a key within the process; nil turns
-	// that off (tests, to put WATCH alone under load).
+	// that off (tests, to put the compare-and-set alone under load).
 	locks *keyLocks
+
+	// noSetNXGet is set once the server has refused SET … NX GET: Updates
+	// then start with a GET.
+	noSetNXGet atomic.Bool
+	log        *slog.Logger // nil: no logging
 
 	closeOnce sync.Once
 	closeErr  error
@@ -174,7 +190,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 			"dial_timeout", *cfg.knobs.dialTimeout, "read_timeout", *cfg.knobs.readTimeout,
 			"pool_size", *cfg.knobs.poolSize)
 	}
-	return &Store{rdb: rdb, cluster: cluster, prefix: prefix, url: cfg.redacted, locks: newKeyLocks()}, nil
+	return &Store{rdb: rdb, cluster: cluster, prefix: prefix, url: cfg.redacted, locks: newKeyLocks(), log: opts.Logger}, nil
 }
 
 // hint explains the errors an admin meets when setting up the URL.

@@ -346,8 +346,8 @@ func decide(ctx context.Context, s *Store, p greylist.Policy, key string, now ti
 // goroutines each, deliver the same fresh triplets at once. For every key
 // exactly one delivery, on either host, sees it as new; every other one is
 // greylisted early, and the record counts all of them. Run once as
-// configured and once without the in-process key lock, so WATCH alone
-// carries the load of 128 writers of one key.
+// configured and once without the in-process key lock, so SET NX GET and
+// the compare-and-set alone carry the load of 128 writers of one key.
 func TestTwoHostsExactlyOneNew(t *testing.T) {
 	t.Parallel()
 	for _, locks := range []bool{true, false} {
@@ -480,6 +480,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 	const key = "conflict"
 	rec := func(n uint32) *greylist.Record { return &greylist.Record{State: greylist.Pending, Count: n} }
 
+	// The Put lands before the speculative SET NX GET, which finds the key.
 	t.Run("retried", func(t *testing.T) {
 		var saw []*greylist.Record
 		err := s.Update(ctx, key, func(cur *greylist.Record) (*greylist.Record, time.Duration, error) {
@@ -506,6 +507,33 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 		}
 	})
 
+	// The key exists: the Put lands between the read of the SET NX GET
+	// and the compare-and-set, which fails; the next attempt GETs.
+	t.Run("retried after the speculative read", func(t *testing.T) {
+		var saw []*greylist.Record
+		err := s.Update(ctx, key, func(cur *greylist.Record) (*greylist.Record, time.Duration, error) {
+			saw = append(saw, cur)
+			if len(saw) == 2 {
+				if err := s.Put(ctx, key, rec(20), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if cur == nil {
+				return rec(1), 0, nil
+			}
+			return rec(cur.Count + 1), 0, nil
+		})
+		if err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		if len(saw) != 3 || saw[0] != nil || saw[1] == nil || saw[1].Count != 11 || saw[2] == nil || saw[2].Count != 20 {
+			t.Fatalf("fn saw %v, want [nil, count 11, count 20]", saw)
+		}
+		if got, _, err := s.Get(ctx, key); err != nil || got.Count != 21 {
+			t.Errorf("Get = %+v, %v; want count 21", got, err)
+		}
+	})
+
 	t.Run("gives up", func(t *testing.T) {
 		calls := 0
 		err := s.Update(ctx, key, func(cur *greylist.Record) (*greylist.Record, time.Duration, error) {
@@ -518,8 +546,9 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), key) {
 			t.Errorf("Update = %v, want an error naming the key and wrapping ErrConflict", err)
 		}
-		if calls != maxUpdateAttempts {
-			t.Errorf("fn called %d times, want %d", calls, maxUpdateAttempts)
+		// The speculative call on nil, then one per attempt.
+		if calls != maxUpdateAttempts+1 {
+			t.Errorf("fn called %d times, want %d", calls, maxUpdateAttempts+1)
 		}
 		if got, _, err := s.Get(ctx, key); err != nil || got.Count != uint32(1000+calls) {
 			t.Errorf("Get = %+v, %v; want the last Put's record", got, err)
@@ -596,9 +625,9 @@ func TestBadRecord(t *testing.T) {
 	}
 	_, _, err := s.Get(ctx, key)
 	check("Get", err)
-	called := false
-	err = s.Update(ctx, key, func(*greylist.Record) (*greylist.Record, time.Duration, error) {
-		called = true
+	called := false // with a record: the speculative call sees nil
+	err = s.Update(ctx, key, func(cur *greylist.Record) (*greylist.Record, time.Duration, error) {
+		called = called || cur != nil
 		return &greylist.Record{State: greylist.Pending}, 0, nil
 	})
 	check("Update", err)
@@ -779,16 +808,16 @@ func TestPausedRedis(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	called := false
+	called := false // with a record: the speculative call sees nil
 	err := s.Update(ctx, "k", func(cur *greylist.Record) (*greylist.Record, time.Duration, error) {
-		called = true
+		called = called || cur != nil
 		return cur, 0, nil
 	})
 	if err == nil {
 		t.Fatal("Update on a paused Redis succeeded")
 	}
 	if called {
-		t.Error("Update called fn without having read the record")
+		t.Error("Update called fn with a record it cannot have read")
 	}
 	t.Logf("paused Redis: Update failed after %v: %v", time.Since(start), err)
 	if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,8 +14,9 @@ import (
 )
 
 const (
-	// maxUpdateAttempts bounds the retries of an Update whose EXEC keeps
-	// failing because other hosts (or Puts) write the key first.
+	// maxUpdateAttempts bounds the retries of an Update whose
+	// compare-and-set keeps failing because other hosts (or Puts) write
+	// the key first.
 	maxUpdateAttempts = 100
 	// maxBackoff caps the randomised pause between attempts.
 	maxBackoff = 5 * time.Millisecond
@@ -48,17 +50,36 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Update reads key, calls fn and writes its result atomically, across all
-// the hosts sharing the Redis: WATCH key, GET key, fn, then MULTI, SET,
-// EXEC. EXEC fails (redis.TxFailedErr) if anyone wrote the key after the
-// WATCH; Update then calls fn again on the new record, up to
-// maxUpdateAttempts times, pausing a random few milliseconds at most in
-// between. When fn writes nothing, Update only releases the WATCH.
+// the hosts sharing the Redis.
 //
+// The first round trip assumes the key is absent, as it is for a new
+// triplet: Update calls fn(nil) and, if that returns a record, sends it
+// with SET key value NX GET [PX ttl] (Redis 7.0 or later), which writes
+// only if the key is absent and returns the value it had otherwise. If the
+// key was absent the record is written and Update is done in one round
+// trip; if not, Update calls fn again with the value the SET returned
+// (instead of a GET) and goes on as below. When fn(nil) writes nothing or
+// fails, or the server refuses SET NX GET, Update starts with a GET.
+//
+// After the read (the GET, or the SET that found the key), Update calls fn
+// on what it read and, if fn writes, writes with casScript, which succeeds
+// only if the key still holds what was read. If another writer got in
+// between, Update reads again and calls fn on the new record, up to
+// maxUpdateAttempts times, pausing a random few milliseconds at most in
+// between. So a new key costs one round trip, an Update of an existing key
+// that writes nothing one, and one that writes two.
+//
+// A server that answers SET NX GET with a syntax error (Redis before 7.0,
+// some Redis-compatible servers) is remembered: the Store logs a warning
+// once and starts every later Update with a GET.
+//
+// fn is therefore called speculatively with nil even for a key that
+// exists; as greylist.UpdateFunc requires, only its last call counts.
 // Concurrent Updates of one key in this process wait for each other (as
 // long as ctx allows) instead of conflicting. fn must not call Update.
 //
 // An error from fn is returned as fn returned it; a record that does not
-// decode is an error naming the key, and fn is not called.
+// decode is an error naming the key, and fn is not called with it.
 func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: update %q: %w", key, err)
@@ -71,15 +92,27 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 		defer unlock()
 	}
 	k := s.prefix + key
+	// read is true when old and had already hold the key's value, read by
+	// the SET NX GET: the first attempt skips its GET.
+	old, had, read, err := s.createIfAbsent(ctx, k, fn)
+	switch {
+	case err != nil:
+		return fmt.Errorf("redisstore: update %q: %w", key, err)
+	case read && !had:
+		return nil // written: the key was absent
+	}
 	for attempt := 1; ; attempt++ {
-		old, err := s.rdb.Get(ctx, k).Bytes()
-		had := true
-		if errors.Is(err, redis.Nil) {
-			old, had, err = nil, false, nil
+		if !read {
+			old, err = s.rdb.Get(ctx, k).Bytes()
+			had = true
+			if errors.Is(err, redis.Nil) {
+				old, had, err = nil, false, nil
+			}
+			if err != nil {
+				return fmt.Errorf("redisstore: update %q: %w", key, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("redisstore: update %q: %w", key, err)
-		}
+		read = false
 		var cur *greylist.Record
 		if had {
 			if cur, err = decode(old); err != nil {
@@ -112,6 +145,83 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 	}
 }
 
+// createIfAbsent is Update's first round trip: it calls fn(nil) and writes
+// the result with SET key value NX GET [PX ttl]. read reports whether it
+// learnt the key's state: had false means the key was absent and is now
+// written; had true, that it held old and was left alone. It reads nothing
+// (read false, err nil) when SET NX GET is known to be unsupported, when
+// fn(nil) writes nothing or returns an error or a record encode refuses
+// (the GET path calls fn again and deals with it), and when the server
+// answers the SET with an error reply: a syntax error marks SET NX GET
+// unsupported; any other (OOM or MISCONF refusing writes, WRONGTYPE) is
+// left to the GET path, so that such errors behave as they did before.
+// Network errors and timeouts are returned.
+func (s *Store) createIfAbsent(ctx context.Context, k string, fn greylist.UpdateFunc) (old []byte, had, read bool, err error) {
+	if s.noSetNXGet.Load() {
+		return nil, false, false, nil
+	}
+	next, ttl, err := fn(nil)
+	if err != nil || next == nil {
+		return nil, false, false, nil
+	}
+	v, err := encode(next, ttl)
+	if err != nil {
+		return nil, false, false, nil
+	}
+	// Rounded here as compareAndSet rounds, so go-redis never truncates
+	// (it logs when it does); it sends whole seconds as EX, the same
+	// expiry.
+	args := redis.SetArgs{Mode: "NX", Get: true, TTL: time.Duration(pxMillis(ttl)) * time.Millisecond}
+	old, err = s.rdb.SetArgs(ctx, k, v, args).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, false, true, nil // was absent: written
+	case err == nil:
+		return old, true, true, nil // present: not written
+	case setNXGetUnsupported(err):
+		s.markSetNXGetUnsupported(err)
+		return nil, false, false, nil
+	case isErrorReply(err):
+		return nil, false, false, nil
+	}
+	return nil, false, false, err
+}
+
+// isErrorReply reports whether err is an error reply from the server, as
+// opposed to a network error, a timeout or a cancelled context.
+func isErrorReply(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && !errors.Is(err, redis.Nil)
+}
+
+// setNXGetUnsupported reports whether err is a server's refusal of the
+// SET … NX GET syntax: "ERR syntax error" from Redis before 7.0 (which
+// knows no GET option before 6.2, and refuses NX with GET in 6.2), or an
+// unknown-option reply from a Redis-compatible server. Network errors and
+// timeouts are not error replies, so they never match.
+func setNXGetUnsupported(err error) bool {
+	if !isErrorReply(err) {
+		return false
+	}
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"syntax error", "unknown option", "unsupported option", "invalid option"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// markSetNXGetUnsupported switches the Store to the GET path for good,
+// logging the first time.
+func (s *Store) markSetNXGetUnsupported(err error) {
+	if s.noSetNXGet.CompareAndSwap(false, true) && s.log != nil {
+		s.log.Warn("redisstore: the server refuses SET NX GET (Redis before 7.0?); "+
+			"every update now starts with a GET, so a new triplet costs two round trips instead of one",
+			"url", s.url, "error", err)
+	}
+}
+
 // ErrConflict is wrapped by Update when another writer kept changing the
 // key between its read and its write.
 var ErrConflict = errors.New("concurrent updates kept changing the key")
@@ -136,19 +246,25 @@ end
 return 1
 `)
 
-// compareAndSet runs casScript: an update costs a GET, then one script call
-// when it writes (two round trips), instead of WATCH, GET and MULTI/EXEC.
+// compareAndSet runs casScript: one round trip after the read, instead of
+// WATCH before it and MULTI/EXEC after.
 func (s *Store) compareAndSet(ctx context.Context, key string, had bool, old, v []byte, ttl time.Duration) (bool, error) {
 	flag := "0"
 	if had {
 		flag = "1"
 	}
+	n, err := casScript.Run(ctx, s.rdb, []string{key}, flag, old, v, pxMillis(ttl)).Int()
+	return n == 1, err
+}
+
+// pxMillis is ttl in whole milliseconds for PX: truncated, but at least 1
+// for a positive ttl (0 means no expiry).
+func pxMillis(ttl time.Duration) int64 {
 	ms := ttl.Milliseconds()
 	if ttl > 0 && ms == 0 {
 		ms = 1
 	}
-	n, err := casScript.Run(ctx, s.rdb, []string{key}, flag, old, v, ms).Int()
-	return n == 1, err
+	return ms
 }
 
 // encode checks and encodes a record to write with ttl.
