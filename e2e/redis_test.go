@@ -254,19 +254,27 @@ func TestTwoDaemonsDecideTheSameTripletsOnce(t *testing.T) {
 		return bad
 	}
 
-	// reasons counts, per triplet, the decisions of both daemons by reason.
-	reasons := func() []map[string]int {
-		counts := make([]map[string]int, triplets)
-		for i := range counts {
-			counts[i] = map[string]int{}
-		}
-		for _, d := range daemons {
-			for _, f := range decisions(d.Log()) {
-				if i, ok := bySender[f["sender"]]; ok {
-					counts[i][f["reason"]]++
+	// reasons counts, per triplet, the decisions of both daemons by
+	// reason, once the logs hold want of them: a daemon writes its log
+	// lines in batches, just after the replies.
+	reasons := func(want int) []map[string]int {
+		var counts []map[string]int
+		waitFor(5*time.Second, func() bool {
+			counts = make([]map[string]int, triplets)
+			for i := range counts {
+				counts[i] = map[string]int{}
+			}
+			n := 0
+			for _, d := range daemons {
+				for _, f := range decisions(d.Log()) {
+					if i, ok := bySender[f["sender"]]; ok {
+						counts[i][f["reason"]]++
+						n++
+					}
 				}
 			}
-		}
+			return n >= want
+		})
 		return counts
 	}
 	report := func(bad []string) {
@@ -290,7 +298,7 @@ func TestTwoDaemonsDecideTheSameTripletsOnce(t *testing.T) {
 			t.Fatalf("the sessions took %v, longer than the %v delay: machine too slow for this check", took, delay)
 		}
 		report(bad)
-		for i, c := range reasons() {
+		for i, c := range reasons(triplets * perTriplet * rounds) {
 			if c["new"] != 1 || c["early"] != perTriplet*rounds-1 || len(c) != 2 {
 				t.Errorf("triplet of %s: decisions by reason %v across both daemons, want new:1 early:%d",
 					envs[i].From, c, perTriplet*rounds-1)
@@ -304,7 +312,7 @@ func TestTwoDaemonsDecideTheSameTripletsOnce(t *testing.T) {
 	t.Run("after the delay every retry passes and one per triplet is the retried one", func(t *testing.T) {
 		time.Sleep(time.Until(firstDone.Add(delay + 500*time.Millisecond)))
 		report(blast(1, func(got string) bool { return got == "continue" }))
-		for i, c := range reasons() {
+		for i, c := range reasons(triplets * perTriplet * (rounds + 1)) {
 			if c["retried"] != 1 || c["known"] != perTriplet-1 || len(c) != 4 {
 				t.Errorf("triplet of %s: decisions by reason %v across both daemons, want new:1 early:%d retried:1 known:%d",
 					envs[i].From, c, perTriplet*rounds-1, perTriplet-1)
