@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -14,17 +16,42 @@ import (
 // "miss", not an error; an error returned by the caller's own function
 // (an UpdateFunc, a Scan callback) is not a store error either.
 func (m *Metrics) InstrumentStore(s greylist.Store) greylist.Store {
-	return &store{s: s, m: m}
+	st := &store{s: s}
+	for op, om := range map[string]*opMetrics{OpUpdate: &st.update, OpGet: &st.get, OpPut: &st.put, OpDelete: &st.delete, OpScan: &st.scan} {
+		*om = opMetrics{
+			seconds: m.storeSeconds.WithLabelValues(op),
+			ok:      m.storeOps.WithLabelValues(op, ResultOK),
+			err:     m.storeOps.WithLabelValues(op, ResultError),
+		}
+	}
+	st.get.miss = m.storeOps.WithLabelValues(OpGet, ResultMiss) // only a Get misses
+	return st
+}
+
+// opMetrics are one operation's series, looked up once: a decision makes
+// one or two store operations, and a label lookup hashes its values.
+type opMetrics struct {
+	seconds       prometheus.Observer
+	ok, miss, err prometheus.Counter
 }
 
 type store struct {
-	s greylist.Store
-	m *Metrics
+	s                              greylist.Store
+	update, get, put, delete, scan opMetrics
 }
 
-func (st *store) observe(op string, start time.Time, spent time.Duration, result string) {
-	st.m.storeSeconds.WithLabelValues(op).Observe((time.Since(start) - spent).Seconds())
-	st.m.storeOps.WithLabelValues(op, result).Inc()
+func (om *opMetrics) observe(start time.Time, spent time.Duration, result string) {
+	om.seconds.Observe((time.Since(start) - spent).Seconds())
+	switch result {
+	case ResultOK:
+		om.ok.Inc()
+	case ResultMiss:
+		if om.miss != nil {
+			om.miss.Inc()
+		}
+	default:
+		om.err.Inc()
+	}
 }
 
 // result classifies err; callerErr is what the caller's function returned.
@@ -46,7 +73,7 @@ func (st *store) Update(ctx context.Context, key string, fn greylist.UpdateFunc)
 		fnErr = err
 		return next, ttl, err
 	})
-	st.observe(OpUpdate, start, 0, result(err, fnErr))
+	st.update.observe(start, 0, result(err, fnErr))
 	return err
 }
 
@@ -57,21 +84,21 @@ func (st *store) Get(ctx context.Context, key string) (*greylist.Record, time.Ti
 	if errors.Is(err, greylist.ErrNotFound) {
 		res = ResultMiss
 	}
-	st.observe(OpGet, start, 0, res)
+	st.get.observe(start, 0, res)
 	return rec, exp, err
 }
 
 func (st *store) Put(ctx context.Context, key string, rec *greylist.Record, ttl time.Duration) error {
 	start := time.Now()
 	err := st.s.Put(ctx, key, rec, ttl)
-	st.observe(OpPut, start, 0, result(err, nil))
+	st.put.observe(start, 0, result(err, nil))
 	return err
 }
 
 func (st *store) Delete(ctx context.Context, key string) error {
 	start := time.Now()
 	err := st.s.Delete(ctx, key)
-	st.observe(OpDelete, start, 0, result(err, nil))
+	st.delete.observe(start, 0, result(err, nil))
 	return err
 }
 
@@ -87,7 +114,7 @@ func (st *store) Scan(ctx context.Context, prefix string, fn func(key string, re
 		spent += time.Since(t)
 		return fnErr
 	})
-	st.observe(OpScan, start, spent, result(err, fnErr))
+	st.scan.observe(start, spent, result(err, fnErr))
 	return err
 }
 

@@ -111,6 +111,9 @@ func NewServer(cfg Config) (*Server, error) {
 // sessions therefore never give a final response: see keep.
 func (s *Server) newSession(tc *trackedConn) gomilter.Milter {
 	sess := &session{srv: s}
+	if s.cfg.SPF != nil {
+		sess.spfFunc = sess.checkSPF // bound once, not per recipient
+	}
 	if tc != nil {
 		tc.onClose = sess.connClosed
 	}

@@ -37,7 +37,8 @@ type session struct {
 	name     string // forward-confirmed client name, or ""
 	hostArg  string // the name as the MTA gave it, for logs
 	helo     string
-	clientID string // address for logs
+	clientID string                                   // address for logs
+	spfFunc  func(context.Context) greylist.SPFResult // checkSPF, or nil without SPF
 
 	// Message; reset by MailFrom, Abort and end of message.
 	sender   string
@@ -180,9 +181,7 @@ func (s *session) request(rcpt string) greylist.Request {
 		Recipient:  rcpt,
 		AuthUser:   s.authUser,
 	}
-	if s.srv.cfg.SPF != nil {
-		req.SPF = s.checkSPF
-	}
+	req.SPF = s.spfFunc
 	return req
 }
 
