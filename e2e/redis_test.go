@@ -255,8 +255,7 @@ func TestTwoDaemonsDecideTheSameTripletsOnce(t *testing.T) {
 	}
 
 	// reasons counts, per triplet, the decisions of both daemons by
-	// reason, once the logs hold want of them: a daemon writes its log
-	// lines in batches, just after the replies.
+	// reason, once the logs hold want of them.
 	reasons := func(want int) []map[string]int {
 		var counts []map[string]int
 		waitFor(5*time.Second, func() bool {

@@ -9,8 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-
-	"github.com/milter-grey/milter-grey/logwriter"
 )
 
 func parseLevel(s string) (slog.Level, error) {
@@ -23,26 +21,16 @@ func parseLevel(s string) (slog.Level, error) {
 
 // newLogger builds the daemon's logger: text or JSON lines, to stderr or to
 // syslog with the mail facility (where mail admins look). syslogAddr is
-// for tests; "" means the local syslog daemon. The closer must be closed
-// before the process exits: it writes the stderr lines still buffered.
-// Lines logged after it still reach stderr, synchronously.
+// for tests; "" means the local syslog daemon.
 func newLogger(c *config, syslogAddr string) (*slog.Logger, io.Closer, error) {
 	level, err := parseLevel(c.LogLevel)
 	if err != nil {
 		return nil, nil, err
 	}
-	var w io.Writer
-	var closer io.Closer
+	var w io.Writer = os.Stderr
+	var closer io.Closer = io.NopCloser(nil)
 	opts := &slog.HandlerOptions{Level: level}
-	if c.LogOutput != "syslog" {
-		// A write(2) per decision line cost ~4 % of the daemon's CPU under
-		// load: a goroutine writes the lines in batches instead, off the
-		// decision's path.
-		lw := logwriter.New(os.Stderr, 0)
-		w, closer = lw, lw
-	} else {
-		// Syslog stays synchronous: one datagram per record, with its
-		// severity, which batching would merge.
+	if c.LogOutput == "syslog" {
 		network := ""
 		if syslogAddr != "" {
 			network = "unixgram"

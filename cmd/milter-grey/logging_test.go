@@ -2,14 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -238,87 +235,5 @@ func TestStderrFormats(t *testing.T) {
 			}
 			tc.check(t, lines[0])
 		})
-	}
-}
-
-// stderrLogger returns a stderr logger writing to a file in place of
-// os.Stderr, and the file's name.
-func stderrLogger(t *testing.T, format string) (*slog.Logger, io.Closer, string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	saved := os.Stderr
-	os.Stderr = f
-	c := defaultConfig()
-	c.LogFormat = format
-	log, closer, err := newLogger(c, "")
-	os.Stderr = saved
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closer.Close() })
-	return log, closer, f.Name()
-}
-
-// Stderr lines are written in batches: closing the logger writes them all,
-// whole and each session's in order, and a line logged after (a goroutine
-// still stopping at exit) is written before the call returns.
-func TestStderrLinesAllWrittenByClose(t *testing.T) {
-	const sessions, lines = 8, 500
-	log, closer, name := stderrLogger(t, "text")
-	var wg sync.WaitGroup
-	for s := range sessions {
-		wg.Go(func() {
-			for n := range lines {
-				log.Info("decision", "session", s, "n", n, "action", "greylist")
-			}
-		})
-	}
-	wg.Wait()
-	if err := closer.Close(); err != nil {
-		t.Fatalf("closing the logger: %v", err)
-	}
-	log.Info("milter server stopped", "session", -1, "n", 0)
-
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if len(got) != sessions*lines+1 {
-		t.Fatalf("%d lines, want %d", len(got), sessions*lines+1)
-	}
-	next := make([]int, sessions)
-	for _, line := range got[:len(got)-1] {
-		var s, n int
-		_, rest, _ := strings.Cut(line, " msg=decision ")
-		if _, err := fmt.Sscanf(rest, "session=%d n=%d action=greylist", &s, &n); err != nil || s < 0 || s >= sessions {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		if n != next[s] {
-			t.Fatalf("session %d: line %d where %d was due", s, n, next[s])
-		}
-		next[s]++
-	}
-	if last := got[len(got)-1]; !strings.Contains(last, "msg=\"milter server stopped\"") {
-		t.Errorf("last line %q, want the one logged after Close", last)
-	}
-}
-
-// Syslog is not batched: records logged in a row stay one datagram each.
-func TestSyslogOneDatagramPerRecord(t *testing.T) {
-	d := newSyslogd(t)
-	log := syslogLogger(t, d, "text", "info")
-	for n := range 3 {
-		log.Info("decision", "n", n)
-	}
-	for n := range 3 {
-		msg := d.next()
-		if strings.Count(msg, "msg=decision") != 1 || !strings.HasSuffix(strings.TrimSuffix(msg, "\n"), fmt.Sprintf(" n=%d", n)) {
-			t.Errorf("datagram %d: %q, want record n=%d alone", n, msg, n)
-		}
 	}
 }
