@@ -96,8 +96,8 @@ func TestConformancePrefix(t *testing.T) {
 }
 
 // TestConformanceCluster runs the suite in Cluster mode (CLUSTER SLOTS
-// routing, WATCH on the slot's master, SCAN on every master) on a one-node
-// Redis Cluster, one prefix per store.
+// routing, the compare-and-set script on the slot's master, SCAN on every
+// master) on a one-node Redis Cluster, one prefix per store.
 func TestConformanceCluster(t *testing.T) {
 	t.Parallel()
 	srv := testredis.StartCluster(t)
@@ -573,9 +573,10 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 	})
 }
 
-// TestUpdateNilReleasesWatch: an Update that writes nothing must not leave
-// its WATCH on the pooled connection, or a later transaction on that
-// connection would fail for a write to the old key.
+// TestUpdateNilReleasesWatch: an Update that writes nothing leaves its
+// pooled connection clean (it once left a WATCH there, which made a later
+// transaction on that connection fail): the next Put and Update on the
+// one connection work.
 func TestUpdateNilReleasesWatch(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
@@ -589,7 +590,7 @@ func TestUpdateNilReleasesWatch(t *testing.T) {
 	if err := s.Update(ctx, "a", func(*greylist.Record) (*greylist.Record, time.Duration, error) { return nil, 0, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(ctx, "a", rec, 0); err != nil { // would abort a leaked WATCH of "a"
+	if err := s.Put(ctx, "a", rec, 0); err != nil { // would abort a leaked transaction on "a"
 		t.Fatal(err)
 	}
 	calls := 0
