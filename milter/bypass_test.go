@@ -26,6 +26,7 @@ import (
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/internal/testlog"
 )
 
 // The admin's file, verbatim: "example.com OK" and comments.
@@ -97,7 +98,7 @@ func newBypassFixture(t *testing.T, setup bypassSetup) *bypassFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{clock: &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}, log: &syncBuffer{}, store: store}
+	f := &fixture{clock: &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}, log: &testlog.Buffer{}, store: store}
 	log := slog.New(slog.NewTextHandler(f.log, nil))
 	f.engine = greylist.New(store, greylist.Config{
 		Policy:         greylist.Policy{Delay: delay},

@@ -1,7 +1,6 @@
 package milter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
+	"github.com/milter-grey/milter-grey/internal/testlog"
 )
 
 // clock is a settable clock shared by the engine and the test.
@@ -30,23 +30,10 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type fixture struct {
 	addr   string
 	clock  *clock
-	log    *syncBuffer
+	log    *testlog.Buffer
 	store  greylist.Store
 	engine *greylist.Engine
 }
@@ -66,7 +53,7 @@ func newFixture(t *testing.T, lists *greylist.Lists, mod func(*Config)) *fixture
 
 func newFixtureOn(t *testing.T, store greylist.Store, lists *greylist.Lists, mod func(*Config), onError ...greylist.OnError) *fixture {
 	t.Helper()
-	f := &fixture{clock: &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}, log: &syncBuffer{}, store: store}
+	f := &fixture{clock: &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}, log: &testlog.Buffer{}, store: store}
 	log := slog.New(slog.NewTextHandler(f.log, nil))
 	ec := greylist.Config{Policy: greylist.Policy{Delay: delay}, Now: f.clock.Now, Logger: log}
 	if len(onError) > 0 {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/testlog"
 )
 
 // The unprivileged account of these tests: Debian's nobody:nogroup.
@@ -398,14 +400,14 @@ func daemonBinary(t *testing.T) string {
 // process is the daemon binary running on a configuration.
 type process struct {
 	cmd  *exec.Cmd
-	out  *logBuffer
+	out  *testlog.Buffer
 	done chan struct{}
 	err  error
 }
 
 func startProcess(t *testing.T, config string, cred *syscall.Credential) *process {
 	t.Helper()
-	p := &process{out: &logBuffer{}, done: make(chan struct{})}
+	p := &process{out: &testlog.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(daemonBinary(t), "-config", config)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Dir = "/"

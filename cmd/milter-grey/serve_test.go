@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
@@ -9,38 +8,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
+	"github.com/milter-grey/milter-grey/internal/testlog"
 )
-
-// logBuffer collects a daemon's log; sessions write to it concurrently.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // testDaemon is a daemon started on a configuration file in a temporary
 // directory, with its store there and its socket on a free loopback port.
 type testDaemon struct {
 	*daemon
-	log     *logBuffer
+	log     *testlog.Buffer
 	network string // of addr: "tcp" or "unix"
 	addr    string
 	stopped bool
@@ -75,7 +56,7 @@ func daemonConfig(t *testing.T, dir, extra string) *config {
 
 func startDaemon(t *testing.T, c *config) *testDaemon {
 	t.Helper()
-	buf := &logBuffer{}
+	buf := &testlog.Buffer{}
 	d, err := start(c, slog.New(slog.NewTextHandler(buf, nil)))
 	if err != nil {
 		t.Fatalf("start: %v", err)

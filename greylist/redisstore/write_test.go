@@ -21,6 +21,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/storetest"
+	"github.com/milter-grey/milter-grey/internal/testlog"
 	"github.com/milter-grey/milter-grey/internal/testredis"
 )
 
@@ -310,7 +311,7 @@ func TestUpdateSpeculationDeclined(t *testing.T) {
 func TestUpdateOldServer(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	var logBuf syncBuffer
+	var logBuf testlog.Buffer
 	s := openTest(t, srv.URL(), Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	cmds := logCommands(s)
 	cmds.oldRedis = true
@@ -351,24 +352,6 @@ func TestUpdateOldServer(t *testing.T) {
 // sameRecord reports whether a and b hold the same record.
 func sameRecord(a, b *greylist.Record) bool {
 	return a != nil && b != nil && a.State == b.State && a.First.Equal(b.First) && a.Last.Equal(b.Last) && a.Count == b.Count
-}
-
-// syncBuffer is a bytes.Buffer for a logger used by several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestUpdateWritesRefused: a Redis that refuses writes (maxmemory reached)
