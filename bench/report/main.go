@@ -195,12 +195,51 @@ func main() {
 				fmt.Sprintf("server CPU per decision vs baseline, %d RCPT/session", rc), m, lo, hi)
 		}
 	}
+	inProcess(filepath.Join(dir, "gobench.txt"))
 	for _, k := range []string{"preload", "store"} {
 		if v, ok := meta[k]; ok {
 			fmt.Printf("\n%s: %s", k, v)
 		}
 	}
 	fmt.Println()
+}
+
+// inProcess prints, from the Go benchmarks' output, milter-grey's
+// decisions/s against the baseline's when both run in the benchmark's
+// process with the load generator (BenchmarkSession): the same code
+// without the cost of crossing between two processes on two CPUs.
+func inProcess(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return // GOBENCH=0
+	}
+	rates := map[string][]float64{} // "impl/rcpts=N" → decisions/s per run
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkSession/") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "BenchmarkSession/")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i] // the -GOMAXPROCS suffix
+		}
+		for i := 3; i < len(f); i++ {
+			if f[i] == "decisions/s" {
+				if v, err := strconv.ParseFloat(f[i-1], 64); err == nil {
+					rates[name] = append(rates[name], v)
+				}
+			}
+		}
+	}
+	for _, rc := range []int{1, 10} {
+		grey, base := rates[fmt.Sprintf("milter-grey/rcpts=%d", rc)], rates[fmt.Sprintf("baseline/rcpts=%d", rc)]
+		if len(grey) == 0 || len(base) == 0 {
+			continue
+		}
+		fmt.Printf("[info  ] %-58s %.1f %% (medians, %d and %d runs)\n",
+			fmt.Sprintf("in one process (BenchmarkSession), %d RCPT/session", rc),
+			100*median(grey)/median(base), len(grey), len(base))
+	}
 }
 
 func srv(r run) loadgen.ProcStats {
