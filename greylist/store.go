@@ -14,7 +14,8 @@ var ErrNotFound = errors.New("greylist: record not found")
 // a nil next record means "write nothing". A Store may call it more than once
 // (when a concurrent writer gets in first, or speculatively on nil to create
 // an absent key in one round trip), so it must have no side effects other
-// than capturing its last result.
+// than capturing its last result. It must not call the Store's write methods
+// (a Store may hold a lock shared by several keys while it runs).
 type UpdateFunc func(cur *Record) (next *Record, ttl time.Duration, err error)
 
 // Store keeps records under string keys, each with a time to live after which

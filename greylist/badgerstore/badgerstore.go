@@ -55,7 +55,7 @@ type Store struct {
 	dir string
 	log *slog.Logger // nil: discard
 
-	locks *keyLocks // serialise Updates of a key
+	locks *keyLocks // serialise the writers of a key
 
 	writableUntil atomic.Int64 // Unix ns: when the last check that the directory takes writes expires (space.go)
 

@@ -23,6 +23,9 @@ func (s *Store) Put(ctx context.Context, key string, rec *greylist.Record, ttl t
 	}
 	unlock := s.locks.lock(key)
 	defer unlock()
+	if err := ctx.Err(); err != nil { // it may have waited for the lock
+		return fmt.Errorf("badgerstore: put %q: %w", key, err)
+	}
 	if err := s.write(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
@@ -36,6 +39,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	unlock := s.locks.lock(key)
 	defer unlock()
+	if err := ctx.Err(); err != nil { // it may have waited for the lock
+		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
+	}
 	if err := s.write(func(txn *badger.Txn) error { return txn.Delete([]byte(key)) }); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
