@@ -125,28 +125,7 @@ func newBypassFixture(t *testing.T, setup bypassSetup) *bypassFixture {
 			return auth.NewDKIMVerifier(resolver, auth.DKIMOptions{Timeout: timeout, LeadingSpaceKept: true})
 		},
 	}
-	ms, err := NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = ln.Addr().String()
-	done := make(chan error, 1)
-	go func() { done <- ms.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := ms.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		store.Close()
-	})
+	f.addr = serve(t, cfg, store)
 	return &bypassFixture{fixture: f, dns: srv}
 }
 

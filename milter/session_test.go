@@ -72,6 +72,14 @@ func newFixtureOn(t *testing.T, store greylist.Store, lists *greylist.Lists, mod
 	if mod != nil {
 		mod(&cfg)
 	}
+	f.addr = serve(t, cfg, store)
+	return f
+}
+
+// serve runs a Server with cfg on a loopback port until the test ends, then
+// shuts it down and closes store; it returns the address.
+func serve(t *testing.T, cfg Config, store greylist.Store) string {
+	t.Helper()
 	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +88,6 @@ func newFixtureOn(t *testing.T, store greylist.Store, lists *greylist.Lists, mod
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.addr = ln.Addr().String()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -94,7 +101,7 @@ func newFixtureOn(t *testing.T, store greylist.Store, lists *greylist.Lists, mod
 		}
 		store.Close()
 	})
-	return f
+	return ln.Addr().String()
 }
 
 // mta is one SMTP session as an MTA drives it over the milter protocol.
