@@ -21,6 +21,7 @@ type trackingListener struct {
 
 	mu        sync.Mutex
 	conns     map[*trackedConn]struct{}
+	closed    bool // set by Close; no connection is tracked after it
 	wg        sync.WaitGroup
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -31,9 +32,16 @@ type trackingListener struct {
 	accepted *trackedConn
 }
 
-// Close stops accepting, also a waiting Accept.
+// Close stops accepting, also a waiting Accept. Once it returns, no new
+// connection is counted, so Shutdown may wait on wg: a WaitGroup must
+// not grow from zero while someone waits on it.
 func (l *trackingListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.done)
+	})
 	return l.Listener.Close()
 }
 
@@ -61,18 +69,31 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := l.track(c)
+	if tc == nil {
+		// The kernel handed over a connection as the listener closed:
+		// the MTA sees it closed and applies its default action.
+		c.Close()
+		if l.slots != nil {
+			<-l.slots
+		}
+		return nil, net.ErrClosed
+	}
 	l.accepted = tc
 	return tc, nil
 }
 
 // track wraps an accepted connection and counts it open until its Close.
+// It returns nil once the listener is closed.
 func (l *trackingListener) track(c net.Conn) *trackedConn {
 	tc := &trackedConn{Conn: c, l: l}
 	tc.r = bufio.NewReaderSize(rawReader{tc}, readBufferSize)
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
 	l.conns[tc] = struct{}{}
 	l.wg.Add(1)
-	l.mu.Unlock()
 	return tc
 }
 

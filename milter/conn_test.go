@@ -102,3 +102,55 @@ func TestTrackedConnIdleDeadline(t *testing.T) {
 		t.Fatalf("read from a silent peer: %v, want a timeout", err)
 	}
 }
+
+// lateListener hands over a connection after Close has been called, as
+// the kernel may when a connection completes while the daemon shuts down.
+type lateListener struct {
+	net.Listener
+	entered chan struct{} // Accept is waiting
+	conn    chan net.Conn
+}
+
+func (l *lateListener) Accept() (net.Conn, error) {
+	close(l.entered)
+	return <-l.conn, nil
+}
+
+func (l *lateListener) Close() error { return nil }
+
+// A connection that arrives as the listener closes is closed, not
+// counted: Shutdown waits on the count, and must not see it grow from
+// zero.
+func TestConnectionAcceptedAfterCloseIsRefused(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	ll := &lateListener{entered: make(chan struct{}), conn: make(chan net.Conn)}
+	l := newTrackingListener(ll, time.Minute, 1)
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	res := make(chan accepted)
+	go func() {
+		c, err := l.Accept()
+		res <- accepted{c, err}
+	}()
+	<-ll.entered
+	l.Close()
+	ll.conn <- server
+	r := <-res
+	if !errors.Is(r.err, net.ErrClosed) || r.c != nil {
+		t.Fatalf("Accept after Close = %v, %v; want nil, net.ErrClosed", r.c, r.err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("client read = %v, want EOF: the connection should be closed", err)
+	}
+	if n := l.open(); n != 0 {
+		t.Errorf("%d connections counted open", n)
+	}
+	if n := len(l.slots); n != 0 {
+		t.Errorf("%d session slots still taken", n)
+	}
+	l.wg.Wait() // returns at once: nothing was counted
+}
