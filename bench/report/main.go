@@ -167,18 +167,13 @@ func main() {
 		ms, _ := strconv.ParseFloat(v, 64)
 		line("daemon start with 1 M triplets ≤ 1 s (exec → optneg answered)", ms <= 1000, "%.0f ms (empty store: %s ms)", ms, meta["start_ms badger"])
 	}
-	if rs := phaseRuns(groups, "2-1m", "badger-1m"); len(rs) > 0 {
-		var peak, anon, file float64
-		for _, r := range rs {
-			s := srv(r)
-			if float64(s.PeakRSSKiB) > peak {
-				peak = float64(s.PeakRSSKiB)
-			}
-			anon = max(anon, float64(s.RSSAnonKiB))
-			file = max(file, float64(s.RSSFileKiB))
-		}
-		line("RSS with 1 M triplets ≤ 128 MiB (peak VmHWM, "+meta["gomemlimit"]+")", peak/1024 <= 128,
-			"%.1f MiB (largest at run ends: anon %.1f, file-backed %.1f)", peak/1024, anon/1024, file/1024)
+	if peak, anon, file, ok := rss(phaseRuns(groups, "2-1m", "badger-1m")); ok {
+		line("RSS with 1 M triplets ≤ 128 MiB (peak VmHWM, "+meta["gomemlimit"]+")", peak <= 128,
+			"%.1f MiB (largest at run ends: anon %.1f, file-backed %.1f)", peak, anon, file)
+	}
+	if peak, anon, file, ok := rss(phaseRuns(groups, "2-1m-low", "badger-1m-low")); ok {
+		fmt.Printf("[info  ] %-58s %.1f MiB (anon %.1f, file-backed %.1f)\n",
+			"RSS with 1 M triplets, "+meta["new_low"]+" new triplets", peak, anon, file)
 	}
 	for _, rc := range []int{1, 10} {
 		if m, lo, hi, ok := ratio("3-redis", "redis", "badger", rc, dps); ok {
@@ -247,6 +242,18 @@ func srv(r run) loadgen.ProcStats {
 		return loadgen.ProcStats{}
 	}
 	return *r.rep.Server
+}
+
+// rss is the server's peak RSS (VmHWM) over runs, and the largest
+// anonymous and file-backed RSS at their ends, in MiB.
+func rss(rs []run) (peak, anon, file float64, ok bool) {
+	for _, r := range rs {
+		s := srv(r)
+		peak = max(peak, float64(s.PeakRSSKiB)/1024)
+		anon = max(anon, float64(s.RSSAnonKiB)/1024)
+		file = max(file, float64(s.RSSFileKiB)/1024)
+	}
+	return peak, anon, file, len(rs) > 0
 }
 
 func phaseRuns(groups map[key][]run, phase, config string) []run {
