@@ -33,12 +33,13 @@ type session struct {
 	srv *Server
 
 	// Connection.
-	ip       netip.Addr
-	name     string // forward-confirmed client name, or ""
-	hostArg  string // the name as the MTA gave it, for logs
-	helo     string
-	clientID string                                   // address for logs
-	spfFunc  func(context.Context) greylist.SPFResult // checkSPF, or nil without SPF
+	ip         netip.Addr
+	name       string // forward-confirmed client name, or ""
+	hostArg    string // the name as the MTA gave it, for logs
+	helo       string
+	clientID   string                                   // address for logs
+	spfFunc    func(context.Context) greylist.SPFResult // checkSPF, or nil without SPF
+	stackGrown bool                                     // growStack has run on this connection's goroutine
 
 	// Message; reset by MailFrom, Abort and end of message.
 	sender   string
@@ -104,6 +105,10 @@ func (s *session) connClosed() { s.resetMessage() }
 // connect on the same milter connection, with the presented client: each
 // connect therefore starts from scratch.
 func (s *session) Connect(host, family string, port uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
+	if !s.stackGrown {
+		growStack()
+		s.stackGrown = true
+	}
 	s.resetMessage()
 	s.helo = ""
 	s.hostArg = host
