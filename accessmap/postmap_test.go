@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 // postmap runs Postfix's postmap(1) with a private configuration directory,
@@ -27,10 +29,7 @@ func postmap(t *testing.T, args ...string) (stdout, stderr string) {
 		}
 	}
 	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("postmap (Postfix) is not installed; CI must install postfix")
-		}
-		t.Skip("postmap (Postfix) is not installed")
+		testci.SkipOrFail(t, "postmap (Postfix) is not installed")
 	}
 	cfg := t.TempDir()
 	mainCF := filepath.Join(cfg, "main.cf")

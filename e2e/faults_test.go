@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 // Store faults and crashes of the Badger store, as an admin meets them: the
@@ -49,7 +51,7 @@ import (
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "mounting a tmpfs needs root")
+		testci.SkipOrFail(t, "mounting a tmpfs needs root")
 	}
 	dir, err := os.MkdirTemp("", "e2e-tmpfs-")
 	if err != nil {
@@ -57,7 +59,7 @@ func mountTmpfs(t *testing.T, size string) string {
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "tmpfs", dir).CombinedOutput(); err != nil {
 		os.Remove(dir)
-		skipOrFail(t, "mount -t tmpfs is not permitted here: %v: %s", err, out)
+		testci.SkipOrFail(t, "mount -t tmpfs is not permitted here: %v: %s", err, out)
 	}
 	t.Cleanup(func() { unmount(t, dir); os.Remove(dir) })
 	return dir
@@ -746,7 +748,7 @@ func TestKill9DuringLoadLosesNothingAnswered(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			losetup, mkfs := requireTool(t, "losetup"), requireTool(t, "mkfs.ext4")
 			if os.Geteuid() != 0 {
-				skipOrFail(t, "loop devices need root")
+				testci.SkipOrFail(t, "loop devices need root")
 			}
 			img := filepath.Join(t.TempDir(), "disk.img")
 			mnt := mountLoop(t, losetup, mkfs, img, true)
@@ -807,7 +809,7 @@ func mountLoop(t *testing.T, losetup, mkfs, img string, create bool) string {
 	}
 	out, err := exec.Command(losetup, "--find", "--show", img).CombinedOutput()
 	if err != nil {
-		skipOrFail(t, "losetup is not permitted here: %v: %s", err, out)
+		testci.SkipOrFail(t, "losetup is not permitted here: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() {

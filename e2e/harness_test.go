@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 // workDir lives as long as the test binary; it holds the daemon built once
@@ -27,17 +29,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// skipOrFail skips the test, or fails it under CI=true, where every
-// prerequisite is installed on purpose and a missing one is a broken set-up.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (CI=true: prerequisites are mandatory)", msg)
-	}
-	t.Skipf("%s; skipping", msg)
 }
 
 // debianPackage names the package that provides a tool, for the skip message.
@@ -65,7 +56,7 @@ func requireTool(t testing.TB, name string) string {
 	if pkg == "" {
 		pkg = name
 	}
-	skipOrFail(t, "%s not found (Debian: apt-get install %s)", name, pkg)
+	testci.SkipOrFail(t, "%s not found (Debian: apt-get install %s)", name, pkg)
 	return ""
 }
 
@@ -73,7 +64,7 @@ func requireTool(t testing.TB, name string) string {
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "running a private Postfix instance needs root")
+		testci.SkipOrFail(t, "running a private Postfix instance needs root")
 	}
 }
 

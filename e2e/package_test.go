@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-milter"
+
+	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 // The Debian package (packaging/, `make deb`) and the systemd unit
@@ -123,7 +125,7 @@ func debVerifyUnit(t *testing.T, analyze, unit string, extra ...string) {
 func TestDebianPackageInstallsServesAndRemoves(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "installing the package in a chroot needs root")
+		testci.SkipOrFail(t, "installing the package in a chroot needs root")
 	}
 	requireTool(t, "dpkg-deb")
 	chrootBin := requireTool(t, "chroot")
@@ -567,7 +569,7 @@ func debChroot(t *testing.T) string {
 	out, code := debRun(t, debBootTime, "", nil, debootstrap, "--variant=minbase",
 		"--include="+strings.Join(debChrootPackages, ","), debSuite, root, mirror)
 	if code != 0 {
-		skipOrFail(t, "debootstrap %s from %s (%s) failed, exit %d (no network to the mirror? set %s):\n%s",
+		testci.SkipOrFail(t, "debootstrap %s from %s (%s) failed, exit %d (no network to the mirror? set %s):\n%s",
 			debSuite, mirror, from, code, debMirrorEnv, tail(out, 30))
 	}
 	// The downloaded .debs are not part of the system.
@@ -720,7 +722,7 @@ func debRequireTool(t *testing.T, tool, pkg string) string {
 		}
 		t.Logf("apt-get install %s: exit %d\n%s", pkg, code, tail(out, 20))
 	}
-	skipOrFail(t, "%s not found (Debian: apt-get install %s)", tool, pkg)
+	testci.SkipOrFail(t, "%s not found (Debian: apt-get install %s)", tool, pkg)
 	return ""
 }
 

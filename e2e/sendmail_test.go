@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 // A private Sendmail for the end-to-end tests. Installing Debian's sendmail
@@ -127,7 +129,7 @@ func startSendmail(t *testing.T, milterAddr string) *sendmail {
 func requireSendmail(t *testing.T) (bin, cfDir, m4 string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "running a private Sendmail needs root")
+		testci.SkipOrFail(t, "running a private Sendmail needs root")
 	}
 	m4 = requireTool(t, "m4")
 	requireTool(t, "unshare")
@@ -135,7 +137,7 @@ func requireSendmail(t *testing.T) (bin, cfDir, m4 string) {
 	if !canUnshare() {
 		// Without the guard Sendmail looks up this host's name in the
 		// real DNS at start-up, and waits for it.
-		skipOrFail(t, "unshare -m is not permitted here: cannot keep a private Sendmail away from DNS")
+		testci.SkipOrFail(t, "unshare -m is not permitted here: cannot keep a private Sendmail away from DNS")
 	}
 	bin, cfDir = sendmailDist(t)
 	return bin, cfDir, m4
@@ -440,7 +442,7 @@ func sendmailDist(t *testing.T) (bin, cfDir string) {
 	if sendmailDistRoot == "" {
 		root, err := prepareSendmailDist(t.Logf)
 		if err != nil {
-			skipOrFail(t, "no private Sendmail: %v", err)
+			testci.SkipOrFail(t, "no private Sendmail: %v", err)
 		}
 		sendmailDistRoot = root
 	}
@@ -448,7 +450,7 @@ func sendmailDist(t *testing.T) (bin, cfDir string) {
 	cfDir = filepath.Join(sendmailDistRoot, "usr", "share", "sendmail", "cf")
 	// The libraries are installed by e2e/install-deps.sh, not with the debs.
 	if out, err := exec.Command("ldd", bin).CombinedOutput(); err != nil || strings.Contains(string(out), "not found") {
-		skipOrFail(t, "%s cannot run (%v): missing shared libraries, run e2e/install-deps.sh as root:\n%s", bin, err, out)
+		testci.SkipOrFail(t, "%s cannot run (%v): missing shared libraries, run e2e/install-deps.sh as root:\n%s", bin, err, out)
 	}
 	return bin, cfDir
 }
@@ -725,7 +727,7 @@ func TestSendmailIPv6ClientIsGreylistedAndPasses(t *testing.T) {
 	d := startDaemon(t, greyConfig(nil))
 	sm := startSendmail(t, d.Addr)
 	if !sm.IPv6() {
-		skipOrFail(t, "no IPv6 on loopback ([::1]:%d cannot be bound)", sm.Port())
+		testci.SkipOrFail(t, "no IPv6 on loopback ([::1]:%d cannot be bound)", sm.Port())
 	}
 	from, rcpt := newSender("smsix"), "user@dest.test"
 

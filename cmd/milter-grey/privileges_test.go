@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/internal/testci"
 	"github.com/milter-grey/milter-grey/internal/testlog"
 )
 
@@ -28,16 +29,16 @@ const (
 	testGroup = "nogroup"
 )
 
-// testIDs resolves testUser and testGroup, or skips.
+// testIDs resolves testUser and testGroup, or skips (fails under CI=true).
 func testIDs(t *testing.T) (uid, gid int) {
 	t.Helper()
 	u, err := user.Lookup(testUser)
 	if err != nil {
-		t.Skipf("no user %s: %v", testUser, err)
+		testci.SkipOrFail(t, "no user %s: %v", testUser, err)
 	}
 	g, err := user.LookupGroup(testGroup)
 	if err != nil {
-		t.Skipf("no group %s: %v", testGroup, err)
+		testci.SkipOrFail(t, "no group %s: %v", testGroup, err)
 	}
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(g.Gid)
@@ -47,7 +48,7 @@ func testIDs(t *testing.T) (uid, gid int) {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: it changes owners and users")
+		testci.SkipOrFail(t, "needs root: it changes owners and users")
 	}
 }
 

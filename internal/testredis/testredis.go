@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 const (
@@ -117,11 +119,7 @@ func newServer(t testing.TB, password string, cluster bool) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		msg := fmt.Sprintf("testredis: redis-server not found on PATH (%v); install it (Debian: apt-get install redis-server) to run this test", err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testci.SkipOrFail(t, "testredis: redis-server not found on PATH (%v); install it (Debian: apt-get install redis-server) to run this test", err)
 	}
 	dir := t.TempDir()
 	s := &Server{t: t, bin: bin, dir: dir, logFile: filepath.Join(dir, "redis.log"), password: password, cluster: cluster}
