@@ -74,6 +74,7 @@
 package accessmap
 
 import (
+	"github.com/milter-grey/milter-grey/envelope"
 	"iter"
 	"net/netip"
 	"slices"
@@ -167,10 +168,9 @@ func (t *Table) Fingerprint() Fingerprint {
 //
 // The boolean is true only for an accept action (m.Bypass). When a DUNNO or
 // other entry decided, m describes it and the boolean is false; when no key
-// was found, m is the zero Match. addr is taken as the MTA gives it, with or
-// without angle brackets; "" and "<>" are the null sender. Garbage never
-// matches.
-func (t *Table) Lookup(addr string) (m Match, bypass bool) {
+// was found, m is the zero Match. The null sender is looked up as Postfix
+// does; an address Postfix would not accept as it is never matches.
+func (t *Table) Lookup(addr envelope.Address) (m Match, bypass bool) {
 	if t == nil || len(t.entries) == 0 {
 		return Match{}, false
 	}
@@ -184,7 +184,7 @@ func (t *Table) Lookup(addr string) (m Match, bypass bool) {
 
 // LookupKeys returns the keys Postfix would try for addr, in order, as
 // Lookup tries them: for logs, tests and an admin's "explain".
-func (o Options) LookupKeys(addr string) []string {
+func (o Options) LookupKeys(addr envelope.Address) []string {
 	return slices.Collect(o.keys(addr))
 }
 
@@ -192,18 +192,14 @@ func (o Options) LookupKeys(addr string) []string {
 // octets; anything much longer is garbage and is not worth hashing.
 const maxAddrLen = 2048
 
-// keys yields the lookup keys for addr in Postfix's order (smtpd_check.c
+// keys yields the lookup keys for a in Postfix's order (smtpd_check.c
 // check_mail_access and check_domain_access).
-func (o Options) keys(addr string) iter.Seq[string] {
+func (o Options) keys(a envelope.Address) iter.Seq[string] {
 	return func(yield func(string) bool) {
-		if len(addr) > maxAddrLen {
+		if len(a.Raw()) > maxAddrLen {
 			return
 		}
-		a, ok := parseAddress(addr)
-		if !ok {
-			return
-		}
-		if a.null {
+		if a.IsNull() {
 			key := o.NullSenderKey
 			if key == "" {
 				key = "<>"
@@ -211,23 +207,26 @@ func (o Options) keys(addr string) iter.Seq[string] {
 			yield(fold(key))
 			return
 		}
+		if !a.Qualified() {
+			return
+		}
 		// Keys are built as Postfix builds them and folded whole, as the
 		// table's keys are.
-		local := quoteLocal(a.local)
-		base, hasExt := splitExtension(a.local, o.Delimiters)
+		local := quoteLocal(a.Local())
+		base, hasExt := splitExtension(a.Local(), o.Delimiters)
 		if hasExt {
 			base = quoteLocal(base)
 		}
 		// user+ext@domain, then user@domain.
-		if !yield(fold(local + "@" + a.domain)) {
+		if !yield(fold(local + "@" + a.Domain())) {
 			return
 		}
-		if hasExt && !yield(fold(base+"@"+a.domain)) {
+		if hasExt && !yield(fold(base+"@"+a.Domain())) {
 			return
 		}
 		// The domain, then its parents (example.com, com) or their
 		// .parent forms (.example.com, .com).
-		if !o.domainKeys(a.domain, yield) {
+		if !o.domainKeys(a.Domain(), yield) {
 			return
 		}
 		// user+ext@, then user@.

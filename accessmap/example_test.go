@@ -2,6 +2,7 @@ package accessmap_test
 
 import (
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"strings"
 
 	"github.com/milter-grey/milter-grey/accessmap"
@@ -27,7 +28,7 @@ partner.test            OK
 		"<bob@partner.test>",
 		"<mallory@example.org>",
 	} {
-		m, bypass := t.Lookup(sender)
+		m, bypass := t.Lookup(envelope.Parse(sender))
 		fmt.Printf("%s bypass=%v %s\n", sender, bypass, m)
 	}
 	// Output:

@@ -1,6 +1,7 @@
 package accessmap
 
 import (
+	"github.com/milter-grey/milter-grey/envelope"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,8 +79,8 @@ func FuzzLookup(f *testing.F) {
 // lookup checks that Lookup agrees with LookupKeys and the entries.
 func lookup(t *testing.T, tb *Table, addr string) {
 	t.Helper()
-	m, bypass := tb.Lookup(addr)
-	keys := tb.opts.LookupKeys(addr)
+	m, bypass := tb.Lookup(envelope.Parse(addr))
+	keys := tb.opts.LookupKeys(envelope.Parse(addr))
 	var want Match
 	for _, k := range keys {
 		if k == "" {

@@ -2,6 +2,7 @@ package accessmap
 
 import (
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,7 +120,7 @@ func TestLookupKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.opts.LookupKeys(tt.addr); !slices.Equal(got, tt.want) {
+			if got := tt.opts.LookupKeys(envelope.Parse(tt.addr)); !slices.Equal(got, tt.want) {
 				t.Errorf("LookupKeys(%q)\n got %q\nwant %q", tt.addr, got, tt.want)
 			}
 		})
@@ -159,7 +160,7 @@ func TestLookupOrderFirstKeyDecides(t *testing.T) {
 			var got []string
 			for {
 				tb, _ := parse(t, tt.opts, strings.Join(left, "\n"))
-				m, ok := tb.Lookup("<user+ext@sub.example.com>")
+				m, ok := tb.Lookup(envelope.Parse("<user+ext@sub.example.com>"))
 				if !ok {
 					break
 				}
@@ -227,7 +228,7 @@ func TestLookup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tb, _ := parse(t, tt.opts, tt.table)
-			m, ok := tb.Lookup(tt.addr)
+			m, ok := tb.Lookup(envelope.Parse(tt.addr))
 			if m.Key != tt.want.key || ok != tt.want.bypass || m.Bypass != ok {
 				t.Errorf("Lookup(%q) = %+v, %v; want key %q bypass %v", tt.addr, m, ok, tt.want.key, tt.want.bypass)
 			}
@@ -237,7 +238,7 @@ func TestLookup(t *testing.T) {
 
 func TestLookupMatchDescribesTheEntry(t *testing.T) {
 	tb, _ := parse(t, DefaultOptions(), "# comment\n\nExample.COM   OK  partner \n")
-	m, ok := tb.Lookup("a@example.com")
+	m, ok := tb.Lookup(envelope.Parse("a@example.com"))
 	want := Match{Key: "example.com", Action: "OK  partner", File: "access", Line: 3, Bypass: true}
 	if !ok || m != want {
 		t.Fatalf("Lookup = %+v, %v; want %+v", m, ok, want)
@@ -252,7 +253,7 @@ func TestLookupMatchDescribesTheEntry(t *testing.T) {
 
 func TestNilAndEmptyTable(t *testing.T) {
 	var nilTable *Table
-	if m, ok := nilTable.Lookup("a@example.com"); ok || m != (Match{}) {
+	if m, ok := nilTable.Lookup(envelope.Parse("a@example.com")); ok || m != (Match{}) {
 		t.Errorf("nil table Lookup = %+v, %v", m, ok)
 	}
 	if nilTable.Len() != 0 || nilTable.Fingerprint() != "" || nilTable.Options() != (Options{}) {
@@ -262,7 +263,7 @@ func TestNilAndEmptyTable(t *testing.T) {
 	if tb.Len() != 0 {
 		t.Errorf("Len = %d", tb.Len())
 	}
-	if _, ok := tb.Lookup("a@example.com"); ok {
+	if _, ok := tb.Lookup(envelope.Parse("a@example.com")); ok {
 		t.Error("empty table matched")
 	}
 }
@@ -296,7 +297,7 @@ func TestNogreylistSendersFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, ok := tb.Lookup(tt.addr)
+			m, ok := tb.Lookup(envelope.Parse(tt.addr))
 			if ok != tt.bypass {
 				t.Fatalf("Lookup(%q) = %+v, %v; want bypass %v", tt.addr, m, ok, tt.bypass)
 			}
@@ -334,7 +335,7 @@ func TestSeveralFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, ok := tb.Lookup(tt.addr)
+			m, ok := tb.Lookup(envelope.Parse(tt.addr))
 			if m.Key != tt.key || m.File != tt.file || ok != tt.bypass {
 				t.Errorf("Lookup(%q) = %+v, %v; want %s from %s, bypass %v", tt.addr, m, ok, tt.key, tt.file, tt.bypass)
 			}
@@ -358,7 +359,7 @@ func TestConcurrentLookups(t *testing.T) {
 		wg.Go(func() {
 			for j := range 1000 {
 				addr := fmt.Sprintf("u%d+%d@sub%d.example.com", i, j, j%3)
-				if _, ok := tb.Lookup(addr); !ok {
+				if _, ok := tb.Lookup(envelope.Parse(addr)); !ok {
 					t.Errorf("Lookup(%q) did not bypass", addr)
 					return
 				}
@@ -388,7 +389,7 @@ func BenchmarkLookup(b *testing.B) {
 		b.Run(addr, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				tb.Lookup(addr)
+				tb.Lookup(envelope.Parse(addr))
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"io"
 	"os"
 	"strconv"
@@ -221,7 +222,7 @@ func (t *Table) deadKey(key string) string {
 		return "never matches: a domain is written without @ (example.com), a local part with a trailing @ (user@)"
 	}
 	if local, ok := strings.CutSuffix(key, "@"); ok {
-		internal, ok := internalize(local)
+		internal, ok := envelope.Unquote(local)
 		if !ok {
 			return ""
 		}
@@ -231,11 +232,11 @@ func (t *Table) deadKey(key string) string {
 		return ""
 	}
 	if strings.Contains(key, "@") {
-		a, ok := parseAddress(key)
-		if !ok || a.null {
+		a := envelope.Parse(key)
+		if !a.Qualified() {
 			return ""
 		}
-		if want := fold(quoteLocal(a.local) + "@" + a.domain); want != key {
+		if want := fold(quoteLocal(a.Local()) + "@" + a.Domain()); want != key {
 			return "never matches: Postfix looks this address up as " + want
 		}
 		return ""

@@ -2,6 +2,7 @@ package accessmap
 
 import (
 	"errors"
+	"github.com/milter-grey/milter-grey/envelope"
 	"maps"
 	"os"
 	"path/filepath"
@@ -222,7 +223,7 @@ func TestLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m, ok := tb.Lookup("a@example.com"); !ok || m.File != path {
+			if m, ok := tb.Lookup(envelope.Parse("a@example.com")); !ok || m.File != path {
 				t.Errorf("Lookup = %+v, %v", m, ok)
 			}
 		})

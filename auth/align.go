@@ -64,18 +64,6 @@ func orgDomain(d string) (string, error) {
 	return org, nil
 }
 
-// SenderDomain returns the lower-cased domain of an envelope address
-// (angle brackets and a trailing dot removed), or "" for the null sender
-// and an address without a domain.
-func SenderDomain(addr string) string {
-	addr = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(addr), "<"), ">")
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return ""
-	}
-	return strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
-}
-
 var errEmptyDomain = errors.New("empty domain")
 
 // dnsName normalises a domain for comparison and DNS: lower case, no

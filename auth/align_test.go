@@ -74,24 +74,6 @@ func TestOrgDomain(t *testing.T) {
 	}
 }
 
-func TestSenderDomain(t *testing.T) {
-	for in, want := range map[string]string{
-		"alice@Example.COM":    "example.com",
-		"<alice@example.com>":  "example.com",
-		"alice@example.com.":   "example.com",
-		"\"a@b\"@example.com":  "example.com",
-		"":                     "",
-		"<>":                   "",
-		"postmaster":           "",
-		"alice@":               "",
-		"user+tag@Sub.Ex.Test": "sub.ex.test",
-	} {
-		if got := auth.SenderDomain(in); got != want {
-			t.Errorf("SenderDomain(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func FuzzAligned(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"example.com", "example.com"},

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"net"
 	"runtime"
 	"strings"
@@ -610,7 +611,7 @@ func TestDKIMVerdict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := auth.EvaluateDKIM(res, auth.SenderDomain(tt.sender), tt.strict)
+			v := auth.EvaluateDKIM(res, envelope.Parse(tt.sender).LowerDomain(), tt.strict)
 			if got := v.String(); got != tt.want || v.Proven() != tt.proven {
 				t.Errorf("verdict %q proven=%v, want %q proven=%v", got, v.Proven(), tt.want, tt.proven)
 			}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"net"
 	"net/netip"
 	"strings"
@@ -92,24 +93,24 @@ func NewSPF(r *net.Resolver, opts SPFOptions) *SPF {
 }
 
 // Check evaluates SPF for a message from ip that said HELO helo and MAIL
-// FROM sender ("" or "<>" for the null sender, whose HELO identity
+// FROM sender (for the null sender, the HELO identity
 // "postmaster@"+helo is checked instead).
 //
 // The whole check, including the wide-open check, ends within
 // SPFOptions.Timeout (or ctx's own deadline if earlier): a timeout or any
 // other DNS failure gives temperror, never pass. Results are cached for
 // SPFOptions.CacheTTL, except those touched by a DNS failure.
-func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, sender string) SPFResult {
+func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo string, sender envelope.Address) SPFResult {
 	ip = ip.Unmap()
 	helo = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(helo), "."))
-	sender = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(sender), "<"), ">")
 
 	if !ip.IsValid() {
 		return SPFResult{Result: ResultPermError, Err: fmt.Errorf("spf: invalid client address")}
 	}
 
 	var domain, checked string
-	if sender == "" {
+	switch {
+	case sender.IsNull():
 		// RFC 7208 section 2.4: for the null sender, check the HELO
 		// identity; an address literal or a bare word is not one.
 		if !isDomainLike(helo) {
@@ -117,21 +118,19 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, sender string) SPF
 		}
 		domain = helo
 		checked = "postmaster@" + helo
-	} else {
-		at := strings.LastIndexByte(sender, '@')
-		if at < 0 {
-			return SPFResult{Result: ResultNone, Err: fmt.Errorf("spf: sender %q has no domain", sender)}
-		}
-		local := sender[:at]
+	case !sender.Qualified():
+		return SPFResult{Result: ResultNone, Err: fmt.Errorf("spf: sender %q has no domain", sender.Raw())}
+	default:
+		local := sender.Local()
 		if local == "" || strings.Contains(local, "@") {
 			// RFC 7208 section 4.3 for the empty local part; the spf
 			// package splits at the first '@', so a quoted local part
 			// holding one would make it check another domain.
 			local = "postmaster"
 		}
-		d, err := dnsName(sender[at+1:])
+		d, err := dnsName(sender.Domain())
 		if err != nil || !isDomainLike(d) {
-			return SPFResult{Result: ResultNone, Err: fmt.Errorf("spf: sender domain %q is not a domain", sender[at+1:])}
+			return SPFResult{Result: ResultNone, Err: fmt.Errorf("spf: sender domain %q is not a domain", sender.Domain())}
 		}
 		domain = d
 		checked = local + "@" + d

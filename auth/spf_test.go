@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"net/netip"
 	"strings"
 	"testing"
@@ -115,14 +116,14 @@ func TestSPFResults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := checker.Check(testCtx(t), client, "mx.sender.test", tt.sender)
+			res := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse(tt.sender))
 			if res.Result != tt.want || res.WideOpen != tt.wideOpen {
 				t.Fatalf("Check(%s) = %s wideOpen=%v (%v), want %s wideOpen=%v", tt.sender, res.Result, res.WideOpen, res.Err, tt.want, tt.wideOpen)
 			}
 			if want := tt.want == auth.ResultPass && !tt.wideOpen; res.Proven() != want {
 				t.Errorf("Proven() = %v, want %v", res.Proven(), want)
 			}
-			if want := auth.SenderDomain(tt.sender); res.Domain != want {
+			if want := envelope.Parse(tt.sender).LowerDomain(); res.Domain != want {
 				t.Errorf("Domain = %q, want %q", res.Domain, want)
 			}
 		})
@@ -135,17 +136,17 @@ func TestSPFNullSenderChecksHELO(t *testing.T) {
 	srv.SetTXT("other.helo.test", "v=spf1 -all")
 
 	for _, sender := range []string{"", "<>"} {
-		res := checker.Check(testCtx(t), client, "MX.helo.test", sender)
+		res := checker.Check(testCtx(t), client, "MX.helo.test", envelope.Parse(sender))
 		if res.Result != auth.ResultPass || res.Domain != "mx.helo.test" || !res.Proven() {
 			t.Errorf("null sender %q with HELO mx.helo.test: %+v", sender, res)
 		}
 	}
-	if res := checker.Check(testCtx(t), client, "other.helo.test", ""); res.Result != auth.ResultFail || res.Domain != "other.helo.test" {
+	if res := checker.Check(testCtx(t), client, "other.helo.test", envelope.Parse("")); res.Result != auth.ResultFail || res.Domain != "other.helo.test" {
 		t.Errorf("null sender with HELO other.helo.test: %+v", res)
 	}
 	before := srv.Queries()
 	for _, helo := range []string{"[203.0.113.5]", "203.0.113.5", "localhost", ""} {
-		if res := checker.Check(testCtx(t), client, helo, ""); res.Result != auth.ResultNone || res.Proven() {
+		if res := checker.Check(testCtx(t), client, helo, envelope.Parse("")); res.Result != auth.ResultNone || res.Proven() {
 			t.Errorf("null sender with HELO %q: %+v, want none", helo, res)
 		}
 	}
@@ -177,7 +178,7 @@ func TestSPFIPv6(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := checker.Check(testCtx(t), netip.MustParseAddr(tt.ip), "mx.sender.test", tt.sender)
+			res := checker.Check(testCtx(t), netip.MustParseAddr(tt.ip), "mx.sender.test", envelope.Parse(tt.sender))
 			if res.Result != tt.want || res.WideOpen != tt.wideOpen {
 				t.Errorf("%s from %s = %s wideOpen=%v (%v), want %s wideOpen=%v", tt.sender, tt.ip, res.Result, res.WideOpen, res.Err, tt.want, tt.wideOpen)
 			}
@@ -200,7 +201,7 @@ func TestSPFDNSFailureIsTempError(t *testing.T) {
 			srv, checker := newSPF(t, auth.SPFOptions{Timeout: 300 * time.Millisecond})
 			srv.SetTXT("pass.test", "v=spf1 ip4:203.0.113.0/24 -all")
 			srv.SetMode(tt.mode)
-			res := checker.Check(testCtx(t), client, "mx.sender.test", "alice@pass.test")
+			res := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("alice@pass.test"))
 			if res.Result != auth.ResultTempError || res.Proven() {
 				t.Fatalf("Check = %s (%v), want temperror", res.Result, res.Err)
 			}
@@ -219,13 +220,13 @@ func TestSPFDNSFailureInsideTheRecord(t *testing.T) {
 
 	srv.SetModeFor("slow.test", testdns.Drop)
 	for _, sender := range []string{"x@inc.test", "x@a.test"} {
-		if res := checker.Check(testCtx(t), client, "h.test", sender); res.Result != auth.ResultTempError {
+		if res := checker.Check(testCtx(t), client, "h.test", envelope.Parse(sender)); res.Result != auth.ResultTempError {
 			t.Errorf("%s with slow.test not answering: %s (%v), want temperror", sender, res.Result, res.Err)
 		}
 	}
 	srv.SetModeFor("slow.test", testdns.Garbage)
 	for _, sender := range []string{"x@inc.test", "x@a.test"} {
-		if res := checker.Check(testCtx(t), client, "h.test", sender); res.Result != auth.ResultTempError {
+		if res := checker.Check(testCtx(t), client, "h.test", envelope.Parse(sender)); res.Result != auth.ResultTempError {
 			t.Errorf("%s with garbage for slow.test: %s (%v), want temperror", sender, res.Result, res.Err)
 		}
 	}
@@ -238,7 +239,7 @@ func TestSPFCache(t *testing.T) {
 	srv.SetTXT("pass.test", "v=spf1 include:_spf.pass.test -all")
 	srv.SetTXT("_spf.pass.test", "v=spf1 ip4:203.0.113.0/24 -all")
 
-	first := checker.Check(testCtx(t), client, "mx.sender.test", "alice@pass.test")
+	first := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("alice@pass.test"))
 	if !first.Proven() {
 		t.Fatalf("first Check = %+v", first)
 	}
@@ -249,7 +250,7 @@ func TestSPFCache(t *testing.T) {
 
 	t.Run("second identical check is cached", func(t *testing.T) {
 		before := srv.Queries()
-		res := checker.Check(testCtx(t), client, "mx.sender.test", "alice@pass.test")
+		res := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("alice@pass.test"))
 		if res != first {
 			t.Errorf("cached result %+v, want %+v", res, first)
 		}
@@ -260,7 +261,7 @@ func TestSPFCache(t *testing.T) {
 
 	t.Run("another sender is not the cached one", func(t *testing.T) {
 		before := srv.Queries()
-		checker.Check(testCtx(t), client, "mx.sender.test", "bob@pass.test")
+		checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("bob@pass.test"))
 		if srv.Queries() == before {
 			t.Error("a different sender was answered from the cache")
 		}
@@ -269,7 +270,7 @@ func TestSPFCache(t *testing.T) {
 	t.Run("entries expire", func(t *testing.T) {
 		now = now.Add(5 * time.Minute)
 		before := srv.Queries()
-		if res := checker.Check(testCtx(t), client, "mx.sender.test", "alice@pass.test"); !res.Proven() {
+		if res := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("alice@pass.test")); !res.Proven() {
 			t.Errorf("Check after expiry = %+v", res)
 		}
 		if srv.Queries() == before {
@@ -279,13 +280,13 @@ func TestSPFCache(t *testing.T) {
 
 	t.Run("temperror is not cached", func(t *testing.T) {
 		srv.SetMode(testdns.Drop)
-		res := checker.Check(testCtx(t), client, "mx.sender.test", "carol@pass.test")
+		res := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("carol@pass.test"))
 		if res.Result != auth.ResultTempError {
 			t.Fatalf("Check with a dead server = %s (%v)", res.Result, res.Err)
 		}
 		srv.SetMode(testdns.Normal)
 		before := srv.Queries()
-		if res := checker.Check(testCtx(t), client, "mx.sender.test", "carol@pass.test"); !res.Proven() {
+		if res := checker.Check(testCtx(t), client, "mx.sender.test", envelope.Parse("carol@pass.test")); !res.Proven() {
 			t.Errorf("Check once the server is back = %+v", res)
 		}
 		if srv.Queries() == before {
@@ -299,13 +300,13 @@ func TestSPFCacheIsBounded(t *testing.T) {
 	srv.SetTXT("pass.test", "v=spf1 ip4:203.0.113.0/24 -all")
 	for i := range 10 {
 		ip := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
-		if res := checker.Check(testCtx(t), ip, "h.test", "a@pass.test"); !res.Proven() {
+		if res := checker.Check(testCtx(t), ip, "h.test", envelope.Parse("a@pass.test")); !res.Proven() {
 			t.Fatalf("Check from %v = %+v", ip, res)
 		}
 	}
 	// Not observable beyond "it still works": the last one is cached.
 	before := srv.Queries()
-	checker.Check(testCtx(t), netip.AddrFrom4([4]byte{203, 0, 113, 9}), "h.test", "a@pass.test")
+	checker.Check(testCtx(t), netip.AddrFrom4([4]byte{203, 0, 113, 9}), "h.test", envelope.Parse("a@pass.test"))
 	if srv.Queries() != before {
 		t.Error("most recent entry was evicted")
 	}
@@ -326,7 +327,7 @@ func TestSPFOddInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if res := checker.Check(testCtx(t), tt.ip, "h.test", tt.sender); res.Result != tt.want || res.Proven() {
+			if res := checker.Check(testCtx(t), tt.ip, "h.test", envelope.Parse(tt.sender)); res.Result != tt.want || res.Proven() {
 				t.Errorf("Check = %+v, want %s", res, tt.want)
 			}
 		})
@@ -338,7 +339,7 @@ func TestSPFCancelledContext(t *testing.T) {
 	srv.SetTXT("pass.test", "v=spf1 ip4:203.0.113.0/24 -all")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if res := checker.Check(ctx, client, "h.test", "a@pass.test"); res.Result != auth.ResultTempError {
+	if res := checker.Check(ctx, client, "h.test", envelope.Parse("a@pass.test")); res.Result != auth.ResultTempError {
 		t.Errorf("Check with a cancelled context = %s (%v), want temperror", res.Result, res.Err)
 	}
 }
@@ -346,7 +347,7 @@ func TestSPFCancelledContext(t *testing.T) {
 func TestSPFInternationalDomain(t *testing.T) {
 	srv, checker := newSPF(t, auth.SPFOptions{})
 	srv.SetTXT("xn--bcher-kva.test", "v=spf1 ip4:203.0.113.5 -all")
-	res := checker.Check(testCtx(t), client, "h.test", "kunde@Bücher.test")
+	res := checker.Check(testCtx(t), client, "h.test", envelope.Parse("kunde@Bücher.test"))
 	if !res.Proven() || res.Domain != "xn--bcher-kva.test" {
 		t.Errorf("Check = %+v, want pass for xn--bcher-kva.test", res)
 	}

@@ -2,6 +2,8 @@ package greylist
 
 import (
 	"regexp"
+
+	"github.com/milter-grey/milter-grey/envelope"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -26,18 +28,23 @@ var (
 	srs1Re = regexp.MustCompile(`^srs1[=+-][^=]+=(.+?)==[^=]+=[^=]+=(.+)$`)
 )
 
-// NormalizeSender returns the form of an envelope sender used in triplet
-// keys: lower-cased, address extension removed, and the per-message parts of
-// BATV, SRS and VERP addresses replaced, so that a legitimate retry (and the
-// next message of the same correspondent) produces the same key. The null
-// sender is returned as "<>".
+// NormalizeSender returns the key form of an envelope sender given as
+// text; see SenderKey.
 func NormalizeSender(addr, delimiters string) string {
-	local, domain, ok := splitAddr(addr)
-	if !ok {
+	return SenderKey(envelope.Parse(addr), delimiters)
+}
+
+// SenderKey returns the form of an envelope sender used in triplet keys:
+// lower-cased, address extension removed, and the per-message parts of
+// BATV, SRS and VERP addresses replaced, so that a legitimate retry (and
+// the next message of the same correspondent) produces the same key. The
+// null sender is "<>".
+func SenderKey(a envelope.Address, delimiters string) string {
+	if a.IsNull() {
 		return NullSender
 	}
-	local = maskNumbers(senderLocal(local, delimiters))
-	return truncate(joinAddr(local, domain))
+	local := maskNumbers(senderLocal(a.KeyLocal(), delimiters))
+	return truncate(joinAddr(local, a.KeyDomain()))
 }
 
 // senderLocal undoes BATV and SRS, else strips the address extension. The
@@ -61,62 +68,49 @@ func senderLocal(local, delimiters string) string {
 	return stripExtension(local, delimiters)
 }
 
-// NormalizeRecipient returns the form of a recipient used in keys and list
-// lookups: lower-cased with the address extension removed. It is
-// idempotent: a normalised recipient normalises to itself.
+// NormalizeRecipient returns the key form of a recipient given as text;
+// see RecipientKey.
 func NormalizeRecipient(addr, delimiters string) string {
-	s := normalizeRecipient(addr, delimiters)
+	return RecipientKey(envelope.Parse(addr), delimiters)
+}
+
+// RecipientKey returns the form of a recipient used in keys and list
+// lookups: lower-cased with the address extension removed. It is
+// idempotent: a normalised recipient, parsed again, normalises to itself.
+func RecipientKey(a envelope.Address, delimiters string) string {
+	s := recipientKey(a, delimiters)
 	if len(s) > maxAddrLen {
 		// The cut may leave a trailing dot or cut the domain off:
 		// normalising the cut address again makes the result a fixed
 		// point (being short enough, it is not cut again).
-		s = truncate(normalizeRecipient(truncate(s), delimiters))
+		s = truncate(recipientKey(envelope.Parse(truncate(s)), delimiters))
 	}
 	return s
 }
 
-func normalizeRecipient(addr, delimiters string) string {
-	local, domain, ok := splitAddr(addr)
-	if !ok {
+func recipientKey(a envelope.Address, delimiters string) string {
+	if a.IsNull() {
 		return NullSender
 	}
-	return joinAddr(stripExtension(local, delimiters), domain)
+	return joinAddr(stripExtension(a.KeyLocal(), delimiters), a.KeyDomain())
 }
 
-// splitAddr lower-cases addr, drops surrounding space and angle brackets
-// (however many) and trailing dots of the domain, and splits it before the
-// last '@': domain is "@domain" ("@" when the domain is empty), or "" when
-// addr has no '@'. ok is false for the null sender.
-func splitAddr(addr string) (local, domain string, ok bool) {
-	a := strings.TrimFunc(addr, isAddrEdge)
-	if a == "" {
-		return "", "", false
-	}
-	a = strings.ToLower(a)
-	if i := strings.LastIndexByte(a, '@'); i >= 0 {
-		return a[:i], strings.TrimRightFunc(a[i:], isDomainEnd), true
-	}
-	return a, "", true
-}
-
-// isAddrEdge reports what splitAddr trims around an address.
-func isAddrEdge(r rune) bool { return unicode.IsSpace(r) || r == '<' || r == '>' }
-
-// isDomainEnd reports what splitAddr trims from the end of a domain.
-func isDomainEnd(r rune) bool { return r == '.' || isAddrEdge(r) }
-
-// joinAddr joins what splitAddr split (after the local part is normalised)
+// joinAddr joins an address's key parts (after the local part is normalised)
 // and escapes it.
 func joinAddr(local, domain string) string {
 	if domain == "" {
 		// The local part ends the address: cutting an extension must not
-		// leave there what splitAddr would trim.
+		// leave there what parsing trims around an address.
 		if l := strings.TrimRightFunc(local, isAddrEdge); l != "" {
 			local = l
 		}
 	}
 	return escapeKeyPart(local + domain)
 }
+
+// isAddrEdge reports what surrounds an address without being part of it
+// (as envelope.Parse trims it).
+func isAddrEdge(r rune) bool { return unicode.IsSpace(r) || r == '<' || r == '>' }
 
 // truncate cuts s to at most maxAddrLen bytes, at a character boundary.
 func truncate(s string) string {

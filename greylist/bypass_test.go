@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/accessmap"
+	"github.com/milter-grey/milter-grey/auth"
 )
 
 // A listed sender that SPF does not prove waits for DKIM at end of message,
@@ -23,31 +24,31 @@ func TestListedSenderUnprovenWaitsForDKIMUnlessTripletPasses(t *testing.T) {
 	lists.Bypass = table
 	e.SetLists(&lists)
 	ctx := context.Background()
-	spf := func(res SPFResult) func(*Request) {
-		return func(r *Request) { r.SPF = func(context.Context) SPFResult { return res } }
+	spf := func(res auth.SPFResult) func(*Request) {
+		return func(r *Request) { r.SPF = &res }
 	}
 	listed := func(r *Request) { r.Sender = "alice@example.com" }
-	fail := spf(SPFResult{Result: "fail"})
+	fail := spf(auth.SPFResult{Result: auth.ResultFail})
 
-	if d := e.Decide(ctx, req(listed, fail)); d.Action != Defer || d.Reason != ReasonPending || !strings.Contains(d.Match, "example.com OK") {
+	if d := decide(e, ctx, req(listed, fail)); d.Action != Defer || d.Reason != ReasonPending || !strings.Contains(d.Match, "example.com OK") {
 		t.Fatalf("unproven listed sender: %+v", d)
 	}
 	// DKIM did not prove it either: greylisted as anyone else.
-	dkimFailed := func(r *Request) { r.DKIMChecked = true }
-	if d := e.Decide(ctx, req(listed, fail, dkimFailed)); d.Action != Greylist || d.Reason != ReasonNew {
+	dkimFailed := func(r *Request) { r.Stage = AtEndOfMessage }
+	if d := decide(e, ctx, req(listed, fail, dkimFailed)); d.Action != Greylist || d.Reason != ReasonNew {
 		t.Fatalf("after DKIM: %+v", d)
 	}
 	clock.Advance(10 * time.Minute)
 	// The retry after the delay passes on its triplet, at RCPT.
-	if d := e.Decide(ctx, req(listed, fail)); d.Action != Pass || d.Reason != ReasonRetried {
+	if d := decide(e, ctx, req(listed, fail)); d.Action != Pass || d.Reason != ReasonRetried {
 		t.Fatalf("retry of an unproven listed sender: %+v", d)
 	}
-	if d := e.Decide(ctx, req(listed, fail)); d.Action != Pass || d.Reason != ReasonKnown {
+	if d := decide(e, ctx, req(listed, fail)); d.Action != Pass || d.Reason != ReasonKnown {
 		t.Fatalf("known triplet of an unproven listed sender: %+v", d)
 	}
 	// Proven by SPF: passes at once, whatever the triplet.
-	proven := spf(SPFResult{Proven: true, Domain: "example.com", Result: "pass"})
-	if d := e.Decide(ctx, req(listed, proven, func(r *Request) { r.Recipient = "new@example.org" })); d.Reason != ReasonBypassSPF {
+	proven := spf(auth.SPFResult{Result: auth.ResultPass, Domain: "example.com"})
+	if d := decide(e, ctx, req(listed, proven, func(r *Request) { r.Recipient = "new@example.org" })); d.Reason != ReasonBypassSPF {
 		t.Fatalf("proven listed sender: %+v", d)
 	}
 }

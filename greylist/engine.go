@@ -2,9 +2,7 @@ package greylist
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +17,12 @@ const (
 	Pass     Action = iota // accept the recipient
 	Greylist               // answer 451 for this recipient
 	// Defer: a listed sender not proven by SPF; the caller verifies DKIM
-	// at end of message, then calls Decide again with DKIMChecked set.
+	// and decides the recipient again at end of message (AtEndOfMessage).
 	Defer
+	// Later: a recipient of the null sender, decided after the envelope
+	// (AfterEnvelope), so that an address verification probe that never
+	// sends DATA is neither greylisted nor remembered.
+	Later
 )
 
 func (a Action) String() string {
@@ -29,6 +31,8 @@ func (a Action) String() string {
 		return "greylist"
 	case Defer:
 		return "defer"
+	case Later:
+		return "later"
 	}
 	return "pass"
 }
@@ -62,6 +66,13 @@ type Config struct {
 	// so a retry from another server of the sender's pool passes.
 	KeyBySPFDomain bool
 	OnError        OnError
+	// SPF evaluates SPF when a decision needs it (a listed sender, or
+	// keying by SPF domain); nil: SPF is not available.
+	SPF SPFChecker
+	// StrictAlignment: a DKIM signature proves a listed sender only when
+	// its d= is the sender's domain itself, not merely the same
+	// organisational domain.
+	StrictAlignment bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives store outage reports (one on failure, one on
@@ -88,42 +99,6 @@ type Lists struct {
 	Bypass *accessmap.Table
 }
 
-// SPFResult is what the engine needs of an SPF evaluation.
-type SPFResult struct {
-	// Proven: SPF passed, from a record that is not wide open.
-	Proven bool
-	// Domain is the domain SPF authenticated.
-	Domain string
-	// Result is the outcome for logs: pass, fail, softfail, neutral, none,
-	// temperror, permerror, pass(wide-open).
-	Result string
-}
-
-// Request is one recipient of one SMTP transaction.
-type Request struct {
-	Client netip.Addr // zero when the MTA gave no IP address
-	// ClientName is the forward-confirmed host name of the client, or "".
-	ClientName string
-	Sender     string // envelope sender as given; "" is the null sender
-	Recipient  string
-	// AuthUser is the SASL login of the session, or "".
-	AuthUser string
-	// SPF evaluates SPF for the message, at most once (the caller
-	// memoises it); nil means SPF is not available. It is called only when
-	// a decision needs it: a listed sender, or keying by SPF domain.
-	SPF func(ctx context.Context) SPFResult
-	// DKIMChecked says the message's DKIM signatures were verified and
-	// did not prove a listed sender: it is greylisted like any other.
-	DKIMChecked bool
-}
-
-func (r *Request) spf(ctx context.Context) (SPFResult, bool) {
-	if r.SPF == nil {
-		return SPFResult{}, false
-	}
-	return r.SPF(ctx), true
-}
-
 // Decision is the engine's answer for one Request.
 type Decision struct {
 	Action Action
@@ -133,6 +108,9 @@ type Decision struct {
 	Match string
 	// SPF is the SPF result, when the decision evaluated it ("" if not).
 	SPF string
+	// DKIM is the message's DKIM verdict, for recipients decided at end
+	// of message ("" if not).
+	DKIM string
 	// Key is the triplet key, when the triplet was looked up.
 	Key    string
 	Waited time.Duration // for ReasonRetried: how long the sender waited
@@ -205,166 +183,6 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // Now is the engine's clock.
 func (e *Engine) Now() time.Time { return e.cfg.Now() }
-
-// Decide decides one recipient: exemptions first (trusted network, SASL,
-// client and recipient whitelists, auto-whitelist), then the triplet.
-func (e *Engine) Decide(ctx context.Context, req Request) Decision {
-	return e.decide(ctx, req, true)
-}
-
-// Explain says what Decide would answer now, and why, without writing to
-// the store or counting towards the auto-whitelist (admin "explain").
-func (e *Engine) Explain(ctx context.Context, req Request) Decision {
-	return e.decide(ctx, req, false)
-}
-
-func (e *Engine) decide(ctx context.Context, req Request, write bool) Decision {
-	if d, ok := e.Exempt(req); ok {
-		return d
-	}
-	failed := e.storeFailed
-	if !write {
-		failed = e.onErrorDecision // no outage report for a look
-	}
-	l := e.lists.Load()
-	now := e.cfg.Now()
-	client := e.cfg.Mask.Key(req.Client)
-	awl := e.cfg.AutoWhitelist > 0
-	if awl {
-		if _, never := l.NeverAutoWhitelist.Match(req.Client, req.ClientName); never {
-			awl = false
-		}
-	}
-	if awl {
-		whitelisted, cached := false, false
-		if write {
-			whitelisted, cached = e.awl.get(client, now)
-		}
-		if !cached {
-			rec, _, err := e.store.Get(ctx, ClientKey(client))
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return failed(err)
-			}
-			whitelisted = err == nil && rec.Count >= uint32(e.cfg.AutoWhitelist)
-			if write {
-				e.awl.put(client, whitelisted, now)
-				if whitelisted {
-					// Keep an active client's entry alive (a write at
-					// most an hour), once per cache period.
-					e.touchClient(ctx, client, now, false)
-				}
-			}
-		}
-		if whitelisted {
-			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
-		}
-	}
-
-	// A listed sender passes when SPF proves its domain; otherwise DKIM
-	// may still prove it at end of message.
-	var spfResult string
-	if l.Bypass != nil {
-		if m, listed := l.Bypass.Lookup(req.Sender); listed {
-			spf, ok := req.spf(ctx)
-			spfResult = spf.Result
-			switch {
-			case spf.Proven:
-				return Decision{Action: Pass, Reason: ReasonBypassSPF, Match: m.String(), SPF: spf.Result}
-			case ok && !req.DKIMChecked && !e.wouldPass(ctx, client, req, now):
-				// A triplet that passes anyway needs no proof; the
-				// others wait for DKIM at end of message.
-				return Decision{Action: Defer, Reason: ReasonPending, Match: m.String(), SPF: spf.Result}
-			}
-		}
-	}
-
-	tripletClient := client
-	if e.cfg.KeyBySPFDomain {
-		if spf, ok := req.spf(ctx); ok {
-			spfResult = spf.Result
-			if spf.Proven && spf.Domain != "" {
-				tripletClient = "spf:" + spf.Domain
-			}
-		}
-	}
-	key := TripletKey(tripletClient,
-		NormalizeSender(req.Sender, e.cfg.Delimiters),
-		NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
-	var v Verdict
-	var err error
-	wrote := false
-	if write {
-		err = e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
-			next, ttl, verdict := e.cfg.Policy.Step(cur, now)
-			v, wrote = verdict, next != nil
-			return next, ttl, nil
-		})
-	} else {
-		var cur *Record
-		cur, _, err = e.store.Get(ctx, key)
-		if errors.Is(err, ErrNotFound) {
-			cur, err = nil, nil
-		}
-		_, _, v = e.cfg.Policy.Step(cur, now)
-	}
-	if err != nil {
-		d := failed(err)
-		d.Key, d.SPF = key, spfResult
-		return d
-	}
-	if write {
-		if wrote { // a read proves nothing about writes (see storeOK)
-			e.storeOK()
-		}
-		if v.Reason == ReasonRetried && awl {
-			e.touchClient(ctx, client, now, true)
-			e.awl.forget(client) // it may just have been whitelisted
-		}
-	}
-	d := Decision{Action: Pass, Reason: v.Reason, Key: key, SPF: spfResult, Waited: v.Waited, RetryIn: v.RetryIn}
-	if !v.Pass {
-		d.Action = Greylist
-	}
-	return d
-}
-
-// wouldPass reports whether the request's triplet, keyed by its client
-// network, passes now (known, or retried after the delay). A store error
-// counts as no: the caller then waits for DKIM.
-func (e *Engine) wouldPass(ctx context.Context, client string, req Request, now time.Time) bool {
-	key := TripletKey(client, NormalizeSender(req.Sender, e.cfg.Delimiters), NormalizeRecipient(req.Recipient, e.cfg.Delimiters))
-	cur, _, err := e.store.Get(ctx, key)
-	if err != nil {
-		return false
-	}
-	_, _, v := e.cfg.Policy.Step(cur, now)
-	return v.Pass
-}
-
-// Exempt reports whether a request passes without looking at the store, and
-// why. It is cheap: the milter uses it to skip work for exempt sessions.
-func (e *Engine) Exempt(req Request) (Decision, bool) {
-	l := e.lists.Load()
-	if !req.Client.IsValid() {
-		return Decision{Action: Pass, Reason: ReasonNoClientAddr}, true
-	}
-	if m, ok := l.Trusted.Match(req.Client); ok {
-		return Decision{Action: Pass, Reason: ReasonTrusted, Match: m}, true
-	}
-	if req.AuthUser != "" {
-		return Decision{Action: Pass, Reason: ReasonSASL, Match: req.AuthUser}, true
-	}
-	if m, ok := l.Clients.Match(req.Client, req.ClientName); ok {
-		return Decision{Action: Pass, Reason: ReasonClientWhitelist, Match: m}, true
-	}
-	if req.Recipient != "" {
-		rcpt := NormalizeRecipient(req.Recipient, e.cfg.Delimiters)
-		if m, ok := l.Recipients.Match(rcpt); ok {
-			return Decision{Action: Pass, Reason: ReasonRcptWhitelist, Match: m}, true
-		}
-	}
-	return Decision{}, false
-}
 
 // touchClient keeps a client's auto-whitelist record: a newly passed
 // triplet (retried) counts, at most once an hour, so one burst of mail

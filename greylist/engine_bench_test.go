@@ -7,6 +7,7 @@ package greylist_test
 import (
 	"context"
 	"fmt"
+	"github.com/milter-grey/milter-grey/envelope"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -69,14 +70,22 @@ func (s *mapStore) Scan(context.Context, string, func(string, *greylist.Record, 
 
 func (s *mapStore) Close() error { return nil }
 
-// benchRequest is the i-th request of a benchmark: client, sender and
+// benchRequest is one recipient of one message in a benchmark.
+type benchRequest struct {
+	msg  greylist.Message
+	rcpt envelope.Address
+}
+
+// newBenchRequest is the i-th request of a benchmark: client, sender and
 // recipient shaped as the load generator makes them.
-func benchRequest(i int) greylist.Request {
-	return greylist.Request{
-		Client:     netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}),
-		ClientName: fmt.Sprintf("mail.m%03d.example.org", i%1000),
-		Sender:     fmt.Sprintf("s%07x@m%03d.example.org", i, i%1000),
-		Recipient:  fmt.Sprintf("u%07x@dom%02d.example.net", i, i%16),
+func newBenchRequest(i int) benchRequest {
+	return benchRequest{
+		msg: greylist.Message{
+			Client:     netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}),
+			ClientName: fmt.Sprintf("mail.m%03d.example.org", i%1000),
+			Sender:     envelope.Parse(fmt.Sprintf("s%07x@m%03d.example.org", i, i%1000)),
+		},
+		rcpt: envelope.Parse(fmt.Sprintf("u%07x@dom%02d.example.net", i, i%16)),
 	}
 }
 
@@ -90,14 +99,14 @@ func benchDecide(b *testing.B, open func(b *testing.B) greylist.Store) {
 			store := open(b)
 			e := greylist.New(store, greylist.Config{AutoWhitelist: greylist.DefaultAutoWhitelist})
 			const pool = 10_000
-			reqs := make([]greylist.Request, pool)
+			reqs := make([]benchRequest, pool)
 			ctx := context.Background()
 			now := time.Now()
 			for i := range reqs {
-				reqs[i] = benchRequest(i)
+				reqs[i] = newBenchRequest(i)
 				if kind == "known" {
-					key := greylist.TripletKey(greylist.DefaultClientMask.Key(reqs[i].Client),
-						greylist.NormalizeSender(reqs[i].Sender, "+"), greylist.NormalizeRecipient(reqs[i].Recipient, "+"))
+					key := greylist.TripletKey(greylist.DefaultClientMask.Key(reqs[i].msg.Client),
+						greylist.SenderKey(reqs[i].msg.Sender, "+"), greylist.RecipientKey(reqs[i].rcpt, "+"))
 					rec := &greylist.Record{State: greylist.Passed, First: now.Add(-time.Hour), Last: now, Count: 1}
 					if err := store.Put(ctx, key, rec, time.Hour); err != nil {
 						b.Fatal(err)
@@ -112,9 +121,9 @@ func benchDecide(b *testing.B, open func(b *testing.B) greylist.Store) {
 					i := int(n.Add(1))
 					req := reqs[i%pool]
 					if kind == "new" {
-						req.Recipient = fmt.Sprintf("n%09d@dom01.example.net", i)
+						req.rcpt = envelope.Parse(fmt.Sprintf("n%09d@dom01.example.net", i))
 					}
-					d := e.Decide(ctx, req)
+					d := e.Decide(ctx, &req.msg, req.rcpt, greylist.AtRcpt)
 					if want := kind == "known"; (d.Action == greylist.Pass) != want || d.Err != nil {
 						b.Fatalf("%s: got %v %s %v", kind, d.Action, d.Reason, d.Err)
 					}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/milter-grey/milter-grey/auth"
+	"github.com/milter-grey/milter-grey/envelope"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -199,6 +201,48 @@ var (
 	mx6other = netip.MustParseAddr("2001:db8:1:3::1")      // another /64
 )
 
+// Request is one recipient of one message, as the tables write it.
+type Request struct {
+	Client     netip.Addr
+	ClientName string
+	Sender     string
+	Recipient  string
+	AuthUser   string
+	// SPF is the message's SPF result; nil: no SPF checker.
+	SPF *auth.SPFResult
+	// Stage is when the recipient is decided; at AtEndOfMessage, DKIM is
+	// the message's evidence (nil: not verified).
+	Stage Stage
+	DKIM  *DKIMEvidence
+}
+
+// message builds the engine's view of r's message and recipient.
+func (r Request) message() (*Message, envelope.Address) {
+	m := &Message{Client: r.Client, ClientName: r.ClientName, AuthUser: r.AuthUser, Sender: envelope.Parse(r.Sender)}
+	if r.SPF != nil {
+		m.spf, m.spfDone = *r.SPF, true
+	}
+	if r.DKIM != nil {
+		m.SetDKIM(*r.DKIM)
+	}
+	return m, envelope.Parse(r.Recipient)
+}
+
+func decide(e *Engine, ctx context.Context, r Request) Decision {
+	m, rcpt := r.message()
+	return e.Decide(ctx, m, rcpt, r.Stage)
+}
+
+func explain(e *Engine, ctx context.Context, r Request) Decision {
+	m, rcpt := r.message()
+	return e.Explain(ctx, m, rcpt)
+}
+
+func exemptReq(e *Engine, r Request) (Decision, bool) {
+	m, rcpt := r.message()
+	return e.Exempt(m, rcpt)
+}
+
 // req is an ordinary request from mx1; options change it.
 func req(opts ...func(*Request)) Request {
 	r := Request{Client: mx1, Sender: "alice@example.net", Recipient: "bob@example.org"}
@@ -213,6 +257,7 @@ func named(name string) func(*Request)  { return func(r *Request) { r.ClientName
 func sender(s string) func(*Request)    { return func(r *Request) { r.Sender = s } }
 func rcpt(s string) func(*Request)      { return func(r *Request) { r.Recipient = s } }
 func authUser(u string) func(*Request)  { return func(r *Request) { r.AuthUser = u } }
+func at(stage Stage) func(*Request)     { return func(r *Request) { r.Stage = stage } }
 
 // outcome is the part of a Decision the tables check.
 type outcome struct {
@@ -416,9 +461,16 @@ func TestEngineDecide(t *testing.T) {
 			{0, req(rcpt("bob@example.org")), greylistNew},
 			{delay, req(rcpt("dave@example.org")), greylistNew},
 		}},
-		{name: "null sender is greylisted like any sender", stored: 1, steps: []step{
-			{0, req(sender("")), greylistNew},
-			{delay, req(sender("<>")), retried(delay)},
+		{name: "null sender is greylisted like any sender after the envelope", stored: 1, steps: []step{
+			{0, req(sender(""), at(AfterEnvelope)), greylistNew},
+			{delay, req(sender("<>"), at(AfterEnvelope)), retried(delay)},
+		}},
+		{name: "null sender waits at RCPT TO and leaves no record", stored: 0, steps: []step{
+			{0, req(sender("")), outcome{Action: Later}},
+			{delay, req(sender("<>")), outcome{Action: Later}},
+		}},
+		{name: "null sender to an exempt recipient passes at RCPT TO", stored: 0, steps: []step{
+			{0, req(sender(""), rcpt("postmaster@example.org")), exempt(ReasonRcptWhitelist, "postmaster@example.org")},
 		}},
 	}
 	for _, c := range cases {
@@ -426,7 +478,7 @@ func TestEngineDecide(t *testing.T) {
 			e, clock, store := newTestEngine(t, c.cfg)
 			for i, s := range c.steps {
 				clock.Advance(s.after)
-				d := e.Decide(context.Background(), s.req)
+				d := decide(e, context.Background(), s.req)
 				if got := outcomeOf(d); got != s.want {
 					t.Errorf("step %d (+%v): got %+v, want %+v", i, s.after, got, s.want)
 				}
@@ -448,7 +500,7 @@ func TestEngineDecide(t *testing.T) {
 
 func TestEngineDecisionKey(t *testing.T) {
 	e, _, _ := newTestEngine(t, Config{})
-	d := e.Decide(context.Background(), req(
+	d := decide(e, context.Background(), req(
 		from(mx1b), sender("<Alice+News@Example.NET>"), rcpt("<Bob+x@Example.ORG.>")))
 	want := "t:192.0.2.0/24 alice@example.net bob@example.org"
 	if d.Key != want {
@@ -465,16 +517,16 @@ func TestEngineExemptMatchesDecide(t *testing.T) {
 		req(named("partner.example")),
 		req(rcpt("postmaster@example.org")),
 	} {
-		d, ok := e.Exempt(r)
+		d, ok := exemptReq(e, r)
 		if !ok {
 			t.Errorf("Exempt(%+v) = false", r)
 			continue
 		}
-		if got := e.Decide(context.Background(), r); got != d {
+		if got := decide(e, context.Background(), r); got != d {
 			t.Errorf("Decide(%+v) = %+v, Exempt said %+v", r, got, d)
 		}
 	}
-	if d, ok := e.Exempt(req()); ok {
+	if d, ok := exemptReq(e, req()); ok {
 		t.Errorf("ordinary request exempt: %+v", d)
 	}
 }
@@ -558,7 +610,7 @@ func TestEngineAutoWhitelist(t *testing.T) {
 			}
 			for i, s := range c.steps {
 				clock.Advance(s.after)
-				if got := outcomeOf(e.Decide(context.Background(), s.req)); got != s.want {
+				if got := outcomeOf(decide(e, context.Background(), s.req)); got != s.want {
 					t.Errorf("step %d (+%v): got %+v, want %+v", i, s.after, got, s.want)
 				}
 			}
@@ -588,7 +640,7 @@ func TestEngineStoreError(t *testing.T) {
 			clock := newFakeClock(t0)
 			c.cfg.Now = clock.Now
 			e := New(failStore{}, c.cfg)
-			d := e.Decide(context.Background(), c.req)
+			d := decide(e, context.Background(), c.req)
 			if got := outcomeOf(d); got != c.want {
 				t.Errorf("got %+v, want %+v", got, c.want)
 			}
@@ -617,7 +669,7 @@ func TestEngineStoreOutageLog(t *testing.T) {
 	decide := func(n int) {
 		for i := 0; i < n; i++ {
 			clock.Advance(time.Second)
-			e.Decide(context.Background(), req(sender(fmt.Sprintf("user%d@example.net", i))))
+			decide(e, context.Background(), req(sender(fmt.Sprintf("user%d@example.net", i))))
 		}
 	}
 	count := func(msg string) int { return strings.Count(buf.String(), "msg=\""+msg) }
@@ -670,15 +722,15 @@ func TestEngineAutoWhitelistCountFailure(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore(clock.Now)}
 	e := New(store, Config{Now: clock.Now, AutoWhitelist: 1, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	ctx := context.Background()
-	e.Decide(ctx, req())
+	decide(e, ctx, req())
 	clock.Advance(5 * time.Minute)
-	if d := e.Decide(ctx, req()); d.Reason != ReasonRetried {
+	if d := decide(e, ctx, req()); d.Reason != ReasonRetried {
 		t.Fatalf("retry: %+v", d)
 	}
 
 	store.readOnly.Store(true)
 	clock.Advance(2 * time.Hour) // the next pass is counted: a write
-	d := e.Decide(ctx, req(sender("carol@example.com")))
+	d := decide(e, ctx, req(sender("carol@example.com")))
 	if got, want := outcomeOf(d), exempt(ReasonAutoWhitelist, "192.0.2.0/24"); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
@@ -701,7 +753,7 @@ func TestEngineConcurrentNewTriplet(t *testing.T) {
 		go func() {
 			defer done.Done()
 			start.Wait()
-			reasons <- e.Decide(context.Background(), req()).Reason
+			reasons <- decide(e, context.Background(), req()).Reason
 		}()
 	}
 	start.Done()
@@ -726,7 +778,7 @@ func TestEngineDefaults(t *testing.T) {
 		t.Errorf("NoDelimiter: Delimiters = %q", cfg.Delimiters)
 	}
 	// Without SetLists nothing is exempt but nothing fails either.
-	if d := e.Decide(context.Background(), req(named("partner.example"))); d.Reason != ReasonNew {
+	if d := decide(e, context.Background(), req(named("partner.example"))); d.Reason != ReasonNew {
 		t.Errorf("without lists: %+v", d)
 	}
 }

@@ -14,7 +14,7 @@ func TestExplainAgreesWithDecideAndWritesNothing(t *testing.T) {
 	for i, after := range []time.Duration{0, time.Minute, 5 * time.Minute, time.Hour} {
 		clock.Advance(after)
 		before := store.snapshot()
-		explained := e.Explain(ctx, req())
+		explained := explain(e, ctx, req())
 		if got := store.snapshot(); len(got) != len(before) {
 			t.Fatalf("step %d: Explain changed the store: %d records, was %d", i, len(got), len(before))
 		}
@@ -23,7 +23,7 @@ func TestExplainAgreesWithDecideAndWritesNothing(t *testing.T) {
 				t.Fatalf("step %d: Explain changed %q", i, k)
 			}
 		}
-		decided := e.Decide(ctx, req())
+		decided := decide(e, ctx, req())
 		if explained.Action != decided.Action || explained.Reason != decided.Reason || explained.Key != decided.Key {
 			t.Errorf("step %d: Explain = %v/%v %q, Decide = %v/%v %q", i,
 				explained.Action, explained.Reason, explained.Key, decided.Action, decided.Reason, decided.Key)

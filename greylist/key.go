@@ -38,3 +38,10 @@ func SplitTripletKey(key string) (client, sender, rcpt string, ok bool) {
 
 // ClientKey builds the store key of a client's auto-whitelist record.
 func ClientKey(client string) string { return ClientPrefix + client }
+
+// spfClientPrefix marks the client part of a triplet keyed by the domain
+// SPF proved instead of the client's network.
+const spfClientPrefix = "spf:"
+
+// SPFClient is the client part of a key for a sender domain SPF proved.
+func SPFClient(domain string) string { return spfClientPrefix + domain }

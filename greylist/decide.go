@@ -1,0 +1,153 @@
+package greylist
+
+import (
+	"context"
+	"time"
+
+	"github.com/milter-grey/milter-grey/envelope"
+)
+
+// Stage is the point of an SMTP transaction at which a recipient is
+// decided. The MTA can refuse one recipient only at RCPT TO; later, only
+// the whole message.
+type Stage uint8
+
+const (
+	// AtRcpt: at RCPT TO.
+	AtRcpt Stage = iota
+	// AfterEnvelope: at the first event after DATA, for the recipients of
+	// the null sender (Action Later at RCPT TO).
+	AfterEnvelope
+	// AtEndOfMessage: with the message's DKIM evidence (Message.SetDKIM),
+	// for the recipients of a listed sender that SPF did not prove (Action
+	// Defer). Without evidence the sender counts as not proven.
+	AtEndOfMessage
+)
+
+// Decide decides one recipient of m at stage, writing what it learns to
+// the store (a new or retried triplet, the auto-whitelist). The rules, in
+// the order of the README's "How a message is decided":
+//
+//  1. exemptions: no client address, trusted network, SASL, client and
+//     recipient whitelists (exemption);
+//  2. the null sender waits until after the envelope (Later);
+//  3. the client auto-whitelist;
+//  4. the bypass list: a listed sender proven by SPF passes; one that SPF
+//     does not prove waits for DKIM at end of message (Defer), unless its
+//     triplet passes anyway; at end of message an aligned DKIM signature
+//     proves it (dkimProof);
+//  5. the triplet state machine (Policy.Step), keyed by the SPF-proven
+//     domain when KeyBySPFDomain is on.
+func (e *Engine) Decide(ctx context.Context, m *Message, rcpt envelope.Address, stage Stage) Decision {
+	return e.decide(ctx, liveView{e}, m, rcpt, stage)
+}
+
+// Explain says what Decide would answer now, and why, by the same rules
+// against a read-only view of the store: nothing is written and nothing
+// counts towards the auto-whitelist (admin "explain"). A recipient of the
+// null sender is explained as it is decided after the envelope.
+func (e *Engine) Explain(ctx context.Context, m *Message, rcpt envelope.Address) Decision {
+	stage := AtRcpt
+	if m.Sender.IsNull() {
+		stage = AfterEnvelope
+	}
+	return e.decide(ctx, readOnlyView{e}, m, rcpt, stage)
+}
+
+func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.Address, stage Stage) Decision {
+	l := e.lists.Load()
+	rcptKey := RecipientKey(rcpt, e.cfg.Delimiters)
+	if d, ok := exemption(l, m, rcptKey); ok {
+		return d
+	}
+	if m.Sender.IsNull() && stage == AtRcpt {
+		return Decision{Action: Later}
+	}
+	now := e.cfg.Now()
+	client := e.cfg.Mask.Key(m.Client)
+	awl := e.cfg.AutoWhitelist > 0
+	if awl {
+		if _, never := l.NeverAutoWhitelist.Match(m.Client, m.ClientName); never {
+			awl = false
+		}
+	}
+	if awl {
+		whitelisted, err := v.autoWhitelisted(ctx, client, now)
+		if err != nil {
+			return v.failed(err)
+		}
+		if whitelisted {
+			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
+		}
+	}
+
+	sender := m.senderKeyForm(e.cfg.Delimiters)
+	var dkim string
+	if l.Bypass != nil {
+		if match, listed := m.listedSender(l); listed {
+			spf, spfOK := m.checkSPF(ctx, e.cfg.SPF)
+			switch {
+			case spf.Proven():
+				return Decision{Action: Pass, Reason: ReasonBypassSPF, Match: match.String(), SPF: spfLog(spf, true)}
+			case stage == AtEndOfMessage:
+				proven, note := dkimProof(m.dkim, m.Sender, e.cfg.StrictAlignment)
+				if proven {
+					return Decision{Action: Pass, Reason: ReasonBypassDKIM, Match: match.String(),
+						SPF: spfLog(spf, spfOK), DKIM: note}
+				}
+				dkim = note
+			case spfOK && !e.wouldPass(ctx, TripletKey(client, sender, rcptKey), now):
+				// A triplet that passes anyway needs no proof; the
+				// others wait for DKIM at end of message.
+				return Decision{Action: Defer, Reason: ReasonPending, Match: match.String(), SPF: spfLog(spf, true)}
+			}
+		}
+	}
+
+	tripletClient := client
+	if e.cfg.KeyBySPFDomain {
+		if spf, ok := m.checkSPF(ctx, e.cfg.SPF); ok && spf.Proven() && spf.Domain != "" {
+			tripletClient = SPFClient(spf.Domain)
+		}
+	}
+	key := TripletKey(tripletClient, sender, rcptKey)
+	spf := spfLog(m.SPF())
+	verdict, err := v.step(ctx, key, now)
+	if err != nil {
+		d := v.failed(err)
+		d.Key, d.SPF, d.DKIM = key, spf, dkim
+		return d
+	}
+	if verdict.Reason == ReasonRetried && awl {
+		v.retried(ctx, client, now)
+	}
+	d := Decision{Action: Pass, Reason: verdict.Reason, Key: key, SPF: spf, DKIM: dkim,
+		Waited: verdict.Waited, RetryIn: verdict.RetryIn}
+	if !verdict.Pass {
+		d.Action = Greylist
+	}
+	return d
+}
+
+// wouldPass reports whether the triplet at key passes now (known, or
+// retried after the delay), reading only. A store error counts as no: the
+// caller then waits for DKIM.
+func (e *Engine) wouldPass(ctx context.Context, key string, now time.Time) bool {
+	cur, _, err := e.store.Get(ctx, key)
+	if err != nil {
+		return false
+	}
+	_, _, v := e.cfg.Policy.Step(cur, now)
+	return v.Pass
+}
+
+// Exempt reports whether a recipient passes without looking at the store,
+// and why. It is cheap: the milter uses it to skip work for exempt
+// sessions (rcpt may be the zero Address: then only the client counts).
+func (e *Engine) Exempt(m *Message, rcpt envelope.Address) (Decision, bool) {
+	rcptKey := ""
+	if rcpt.Raw() != "" {
+		rcptKey = RecipientKey(rcpt, e.cfg.Delimiters)
+	}
+	return exemption(e.lists.Load(), m, rcptKey)
+}

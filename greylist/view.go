@@ -1,0 +1,99 @@
+package greylist
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// view is the store as one decision sees it. Decide and Explain run the
+// same rules (Engine.decide) against a different view: Decide's writes
+// what it learns, Explain's only reads.
+type view interface {
+	// autoWhitelisted reports whether client has enough passed triplets.
+	autoWhitelisted(ctx context.Context, client string, now time.Time) (bool, error)
+	// step runs the triplet state machine on the record at key.
+	step(ctx context.Context, key string, now time.Time) (Verdict, error)
+	// retried counts a triplet of client that passed after the delay
+	// towards the auto-whitelist.
+	retried(ctx context.Context, client string, now time.Time)
+	// failed turns a store error into the on_error decision.
+	failed(err error) Decision
+}
+
+// liveView is Decide's view: it writes, caches and reports outages.
+type liveView struct{ e *Engine }
+
+func (v liveView) autoWhitelisted(ctx context.Context, client string, now time.Time) (bool, error) {
+	e := v.e
+	if whitelisted, cached := e.awl.get(client, now); cached {
+		return whitelisted, nil
+	}
+	whitelisted, err := e.clientWhitelisted(ctx, client)
+	if err != nil {
+		return false, err
+	}
+	e.awl.put(client, whitelisted, now)
+	if whitelisted {
+		// Keep an active client's entry alive (a write at most an
+		// hour), once per cache period.
+		e.touchClient(ctx, client, now, false)
+	}
+	return whitelisted, nil
+}
+
+func (v liveView) step(ctx context.Context, key string, now time.Time) (Verdict, error) {
+	var verdict Verdict
+	wrote := false
+	err := v.e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
+		next, ttl, vd := v.e.cfg.Policy.Step(cur, now)
+		verdict, wrote = vd, next != nil
+		return next, ttl, nil
+	})
+	if err == nil && wrote { // a read proves nothing about writes (see storeOK)
+		v.e.storeOK()
+	}
+	return verdict, err
+}
+
+func (v liveView) retried(ctx context.Context, client string, now time.Time) {
+	v.e.touchClient(ctx, client, now, true)
+	v.e.awl.forget(client) // it may just have been whitelisted
+}
+
+func (v liveView) failed(err error) Decision { return v.e.storeFailed(err) }
+
+// readOnlyView is Explain's view: reads only, no cache, no outage report.
+type readOnlyView struct{ e *Engine }
+
+func (v readOnlyView) autoWhitelisted(ctx context.Context, client string, _ time.Time) (bool, error) {
+	return v.e.clientWhitelisted(ctx, client)
+}
+
+func (v readOnlyView) step(ctx context.Context, key string, now time.Time) (Verdict, error) {
+	cur, _, err := v.e.store.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		cur, err = nil, nil
+	}
+	if err != nil {
+		return Verdict{}, err
+	}
+	_, _, verdict := v.e.cfg.Policy.Step(cur, now)
+	return verdict, nil
+}
+
+func (readOnlyView) retried(context.Context, string, time.Time) {}
+
+func (v readOnlyView) failed(err error) Decision { return v.e.onErrorDecision(err) }
+
+// clientWhitelisted reads client's auto-whitelist record from the store.
+func (e *Engine) clientWhitelisted(ctx context.Context, client string) (bool, error) {
+	rec, _, err := e.store.Get(ctx, ClientKey(client))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return e.AutoWhitelisted(rec), nil
+}
