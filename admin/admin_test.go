@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/milter-grey/milter-grey/envelope"
 	"io"
 	"log/slog"
 	"net"
@@ -133,9 +134,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // decide decides one recipient from client as the milter would.
 func (a *testAPI) decide(t *testing.T, client, from, to string) greylist.Decision {
 	t.Helper()
-	d := a.engine.Decide(context.Background(), greylist.Request{
-		Client: netip.MustParseAddr(client), Sender: from, Recipient: to,
-	})
+	msg := &greylist.Message{Client: netip.MustParseAddr(client), Sender: envelope.Parse(from)}
+	d := a.engine.Decide(context.Background(), msg, envelope.Parse(to), greylist.AtRcpt)
+	if d.Action == greylist.Later { // the null sender, decided after the envelope
+		d = a.engine.Decide(context.Background(), msg, envelope.Parse(to), greylist.AfterEnvelope)
+	}
 	if d.Err != nil {
 		t.Fatalf("Decide: %v", d.Err)
 	}
@@ -475,9 +478,10 @@ func TestExplainEvaluatesSPF(t *testing.T) {
 	resolver := auth.NewResolver(auth.ResolverConfig{Server: "127.0.0.1:9", Timeout: time.Second})
 	a := newTestAPI(t, nil)
 	// An engine keying by SPF domain, on the same store.
-	a2 := greylist.New(a.store, greylist.Config{Policy: policy, KeyBySPFDomain: true, Now: a.clock.Now})
+	a2 := greylist.New(a.store, greylist.Config{Policy: policy, KeyBySPFDomain: true, Now: a.clock.Now,
+		SPF: auth.NewSPF(resolver, auth.SPFOptions{Timeout: time.Second})})
 	a2.SetLists(a.engine.Lists())
-	h := NewHandler(Config{Store: a.store, Engine: a2, SPF: auth.NewSPF(resolver, auth.SPFOptions{Timeout: time.Second})})
+	h := NewHandler(Config{Store: a.store, Engine: a2})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	ex, err := NewClient(srv.Listener.Addr().String()).Explain(context.Background(),

@@ -17,13 +17,14 @@ const (
 )
 
 // States an entry is listed with, the values of Entry.State and of the
-// state filter. A dump carries the stored states (pending, passed) only.
+// state filter: the engine's record statuses. A dump carries the stored
+// states (pending, passed) only.
 const (
-	StatePending         = "pending"          // waiting for its retry
-	StatePassed          = "passed"           // retried in time: passes
-	StateNeverRetried    = "never-retried"    // pending past its retry window
-	StateAutoWhitelisted = "auto-whitelisted" // a client with enough passes
-	StateCounting        = "counting"         // a client not there yet
+	StatePending         = string(greylist.StatusPending)
+	StatePassed          = string(greylist.StatusPassed)
+	StateNeverRetried    = string(greylist.StatusNeverRetried)
+	StateAutoWhitelisted = string(greylist.StatusAutoWhitelisted)
+	StateCounting        = string(greylist.StatusCounting)
 )
 
 // Entry is one record as the admin API shows it: a line of a listing or
@@ -53,11 +54,9 @@ type line struct {
 	Error string `json:"error,omitempty"`
 }
 
-// classifier turns stored records into entries.
-type classifier struct {
-	policy greylist.Policy
-	awl    int // auto-whitelist threshold; 0: off
-}
+// classifier turns stored records into entries, with the engine's idea of
+// what a record means.
+type classifier struct{ engine *greylist.Engine }
 
 func kindOf(key string) string {
 	switch {
@@ -70,17 +69,8 @@ func kindOf(key string) string {
 }
 
 // state is the state a record is listed with at now.
-func (c classifier) state(kind string, rec *greylist.Record, now time.Time) string {
-	switch {
-	case kind == KindClient && rec.State == greylist.Passed:
-		if c.awl > 0 && rec.Count >= uint32(c.awl) {
-			return StateAutoWhitelisted
-		}
-		return StateCounting
-	case kind == KindTriplet && c.policy.NeverRetried(rec, now):
-		return StateNeverRetried
-	}
-	return rec.State.String()
+func (c classifier) state(key string, rec *greylist.Record, now time.Time) string {
+	return string(c.engine.Status(key, rec, now))
 }
 
 // entry builds the entry of a record. now is the policy clock (states);
@@ -103,7 +93,7 @@ func (c classifier) entry(key string, rec *greylist.Record, expires time.Time, n
 	if stored {
 		e.State = rec.State.String()
 	} else {
-		e.State = c.state(e.Kind, rec, now)
+		e.State = c.state(key, rec, now)
 	}
 	if !expires.IsZero() {
 		x := expires.UTC()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -38,8 +39,8 @@ type Explanation struct {
 	Record *Entry `json:"record,omitempty"`
 }
 
-// explain runs the engine's decision without writing anything, with SPF
-// evaluated as the milter evaluates it.
+// explain runs the engine's decision on a read-only view of the store,
+// with SPF evaluated as for the milter.
 func (h *handler) explain(w http.ResponseWriter, r *http.Request, _ string) {
 	var req ExplainRequest
 	if err := decode(r, &req); err != nil {
@@ -55,32 +56,16 @@ func (h *handler) explain(w http.ResponseWriter, r *http.Request, _ string) {
 		h.fail(w, http.StatusBadRequest, "to: a recipient is required")
 		return
 	}
-	sender := req.From
-	if strings.TrimSpace(sender) == greylist.NullSender {
-		sender = ""
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	greq := greylist.Request{
+	msg := &greylist.Message{
 		Client:     ip,
 		ClientName: req.Name,
-		Sender:     sender,
-		Recipient:  req.To,
+		Helo:       req.Helo,
 		AuthUser:   req.AuthUser,
+		Sender:     envelope.Parse(req.From), // "" and "<>" are the null sender
 	}
-	if h.cfg.SPF != nil {
-		var done bool
-		var res greylist.SPFResult
-		greq.SPF = func(ctx context.Context) greylist.SPFResult {
-			if !done {
-				s := h.cfg.SPF.Check(ctx, ip, req.Helo, sender)
-				res = greylist.SPFResult{Proven: s.Proven(), Domain: s.Domain, Result: strings.TrimPrefix(s.String(), "spf=")}
-				done = true
-			}
-			return res
-		}
-	}
-	d := h.cfg.Engine.Explain(ctx, greq)
+	d := h.cfg.Engine.Explain(ctx, msg, envelope.Parse(req.To))
 	ex := Explanation{
 		Action:         d.Action.String(),
 		Reason:         string(d.Reason),

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -78,7 +77,7 @@ func (h *handler) neverRetried(w http.ResponseWriter, r *http.Request, _ string)
 }
 
 func (h *handler) listFiltered(w http.ResponseWriter, r *http.Request, f Filter) {
-	m, err := f.compile(h.cfg.Delimiters)
+	m, err := f.compile(h.cfg.Engine.Config().Delimiters)
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)
 		return
@@ -152,7 +151,7 @@ func (h *handler) deleteMatching(w http.ResponseWriter, r *http.Request, _ strin
 		h.fail(w, http.StatusBadRequest, "limit does not apply to a deletion")
 		return
 	}
-	m, err := f.compile(h.cfg.Delimiters)
+	m, err := f.compile(h.cfg.Engine.Config().Delimiters)
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)
 		return
@@ -218,11 +217,9 @@ func (h *handler) pass(w http.ResponseWriter, r *http.Request, _ string) {
 		h.fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	now := h.cfg.Now()
-	rec := &greylist.Record{State: greylist.Passed, First: now, Last: now, Count: 1}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	if err := h.cfg.Store.Put(ctx, key, rec, h.cfg.Policy.MaxAge); err != nil {
+	if err := h.cfg.Engine.Pass(ctx, key); err != nil {
 		h.fail(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
@@ -233,7 +230,7 @@ func (h *handler) pass(w http.ResponseWriter, r *http.Request, _ string) {
 		h.fail(w, http.StatusServiceUnavailable, "store: read back %q: %v", key, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.cls.entry(key, stored, exp, now, time.Now(), false))
+	writeJSON(w, http.StatusOK, h.cls.entry(key, stored, exp, h.cfg.Now(), time.Now(), false))
 }
 
 // passKey builds the key a pass request names.
@@ -250,36 +247,14 @@ func (h *handler) passKey(req PassRequest) (string, error) {
 	if req.Client == "" || req.Rcpt == "" {
 		return "", errors.New("client and rcpt are required (sender \"\" is the null sender)")
 	}
-	client, err := h.clientKey(req.Client)
+	client, err := h.cfg.Engine.ClientPart(req.Client)
 	if err != nil {
 		return "", err
 	}
+	delims := h.cfg.Engine.Config().Delimiters
 	return greylist.TripletKey(client,
-		greylist.NormalizeSender(req.Sender, h.cfg.Delimiters),
-		greylist.NormalizeRecipient(req.Rcpt, h.cfg.Delimiters)), nil
-}
-
-// clientKey is the client part of a key for an address (masked as the
-// milter masks it), a network, or spf:DOMAIN.
-func (h *handler) clientKey(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if ip := greylist.ParseClientAddr(s); ip.IsValid() {
-		return h.cfg.Mask.Key(ip), nil
-	}
-	if p, err := netip.ParsePrefix(s); err == nil {
-		p = p.Masked()
-		if p.Bits() == p.Addr().BitLen() {
-			return p.Addr().String(), nil
-		}
-		return p.String(), nil
-	}
-	if d, ok := strings.CutPrefix(strings.ToLower(s), "spf:"); ok {
-		d = strings.TrimSuffix(d, ".")
-		if d != "" && !strings.ContainsAny(d, " \t@") {
-			return "spf:" + d, nil
-		}
-	}
-	return "", fmt.Errorf("client %q: want an IP address, a CIDR network or spf:DOMAIN", s)
+		greylist.NormalizeSender(req.Sender, delims),
+		greylist.NormalizeRecipient(req.Rcpt, delims)), nil
 }
 
 // peer names the client of a request for the log.

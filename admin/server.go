@@ -25,7 +25,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/metrics"
 )
@@ -37,13 +36,6 @@ type Config struct {
 	Engine *greylist.Engine
 	// Metrics, when set, is served on /metrics.
 	Metrics *metrics.Metrics
-	// SPF, when set, is how explain evaluates SPF (as the milter does).
-	SPF *auth.SPF
-	// Policy, Mask and Delimiters say how keys are built and records age;
-	// zero values take the Engine's.
-	Policy     greylist.Policy
-	Mask       greylist.ClientMask
-	Delimiters string
 	// Ready, when set, is asked by /healthz after the store and the lists.
 	Ready func() error
 	// Sessions, when set, reports the open milter sessions in stats.
@@ -80,20 +72,10 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Store == nil || cfg.Engine == nil {
 		panic("admin: NewHandler needs a Store and an Engine")
 	}
-	ec := cfg.Engine.Config()
-	if cfg.Policy == (greylist.Policy{}) {
-		cfg.Policy = ec.Policy
-	}
-	if cfg.Mask == (greylist.ClientMask{}) {
-		cfg.Mask = ec.Mask
-	}
-	if cfg.Delimiters == "" {
-		cfg.Delimiters = ec.Delimiters
-	}
 	if cfg.Now == nil {
 		cfg.Now = cfg.Engine.Now
 	}
-	h := &handler{cfg: cfg, cls: classifier{policy: cfg.Policy, awl: ec.AutoWhitelist}, log: cfg.Log}
+	h := &handler{cfg: cfg, cls: classifier{cfg.Engine}, log: cfg.Log}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

@@ -31,7 +31,7 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request, _ string) {
 	now := h.cfg.Now()
 	err := h.cfg.Store.Scan(r.Context(), "", func(key string, rec *greylist.Record, _ time.Time) error {
 		kind := kindOf(key)
-		switch state := h.cls.state(kind, rec, now); {
+		switch state := h.cls.state(key, rec, now); {
 		case kind == KindTriplet && state == StatePending:
 			s.Triplets.Pending++
 		case kind == KindTriplet && state == StatePassed:

@@ -155,15 +155,15 @@ func (m *Metrics) WatchSessions(open func() int) { m.sessions.Store(&open) }
 func (m *Metrics) WatchStore(healthy func() bool) { m.storeUp.Store(&healthy) }
 
 // ObserveDecision counts one decision; it has the signature of
-// milter.Config.OnDecision. dkim is the DKIM verdict of a recipient decided
-// at end of message ("pass d=example.com aligned=relaxed"), or "".
-func (m *Metrics) ObserveDecision(d greylist.Decision, dkim string) {
+// milter.Config.OnDecision. d.DKIM is the DKIM verdict of a recipient
+// decided at end of message ("pass d=example.com aligned=relaxed"), or "".
+func (m *Metrics) ObserveDecision(d greylist.Decision) {
 	m.decisions.WithLabelValues(d.Action.String(), string(d.Reason)).Inc()
 	if d.SPF != "" {
 		m.spf.WithLabelValues(resultLabel(d.SPF, spfResults)).Inc()
 	}
-	if dkim != "" {
-		m.dkim.WithLabelValues(resultLabel(dkim, dkimResults)).Inc()
+	if d.DKIM != "" {
+		m.dkim.WithLabelValues(resultLabel(d.DKIM, dkimResults)).Inc()
 	}
 }
 

@@ -31,7 +31,8 @@ func TestObserveDecisionCountsByActionAndReason(t *testing.T) {
 		{greylist.Decision{Action: greylist.Greylist, Reason: greylist.ReasonNew}, "fail d=attacker.test"},
 		{greylist.Decision{Action: greylist.Greylist, Reason: greylist.ReasonNew}, "gibberish from=somewhere"},
 	} {
-		m.ObserveDecision(d.d, d.dkim)
+		d.d.DKIM = d.dkim
+		m.ObserveDecision(d.d)
 	}
 	for _, tc := range []struct {
 		name string
@@ -133,7 +134,7 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 	m.ListReload(nil)
 	m.ListReload(errors.New("bad file"))
 	m.NeverRetried(2)
-	m.ObserveDecision(greylist.Decision{Action: greylist.Pass, Reason: greylist.ReasonKnown, SPF: "pass"}, "none")
+	m.ObserveDecision(greylist.Decision{Action: greylist.Pass, Reason: greylist.ReasonKnown, SPF: "pass", DKIM: "none"})
 
 	text := scrape(t, m)
 	for _, want := range []string{

@@ -100,27 +100,26 @@ func newBypassFixture(t *testing.T, setup bypassSetup) *bypassFixture {
 	}
 	f := &fixture{clock: &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}, log: &testlog.Buffer{}, store: store}
 	log := slog.New(slog.NewTextHandler(f.log, nil))
-	f.engine = greylist.New(store, greylist.Config{
-		Policy:         greylist.Policy{Delay: delay},
-		KeyBySPFDomain: !setup.noKeyBySPF,
-		Now:            f.clock.Now,
-		Logger:         log,
-	})
-	f.engine.SetLists(&greylist.Lists{Bypass: table})
-
 	timeout := setup.spfTimeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
 	resolver := srv.Resolver()
-	cfg := Config{
-		Engine:          f.engine,
-		AddHeader:       !setup.noHeader,
-		Hostname:        "mx.test",
-		Log:             log,
+	f.engine = greylist.New(store, greylist.Config{
+		Policy:          greylist.Policy{Delay: delay},
+		KeyBySPFDomain:  !setup.noKeyBySPF,
 		SPF:             auth.NewSPF(resolver, auth.SPFOptions{Timeout: timeout, Now: f.clock.Now}),
 		StrictAlignment: setup.strict,
-		DKIMTimeout:     timeout,
+		Now:             f.clock.Now,
+		Logger:          log,
+	})
+	f.engine.SetLists(&greylist.Lists{Bypass: table})
+	cfg := Config{
+		Engine:      f.engine,
+		AddHeader:   !setup.noHeader,
+		Hostname:    "mx.test",
+		Log:         log,
+		DKIMTimeout: timeout,
 		NewDKIM: func() *auth.DKIMVerifier {
 			return auth.NewDKIMVerifier(resolver, auth.DKIMOptions{Timeout: timeout, LeadingSpaceKept: true})
 		},

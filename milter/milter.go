@@ -1,7 +1,9 @@
 // Package milter connects the greylist engine to MTAs: it speaks the milter
 // protocol (through go-milter) with Postfix and Sendmail, keeps one session
-// per SMTP connection, turns each recipient into a greylist.Request, and
-// the engine's decisions into SMTP replies, headers and log lines.
+// per SMTP connection, turns go-milter's callbacks into engine calls (a
+// greylist.Message per transaction, each recipient decided at its stage),
+// and the engine's decisions into SMTP replies, headers and log lines. It
+// holds no policy: which recipient passes is the engine's rule.
 package milter
 
 import (
@@ -42,15 +44,9 @@ type Config struct {
 	// Log receives one line per decision; nil discards them.
 	Log *slog.Logger
 
-	// SPF evaluates SPF for listed senders and SPF-domain keys; nil turns
-	// both off.
-	SPF *auth.SPF
 	// NewDKIM returns a verifier for one message whose listed sender SPF
 	// did not prove; nil means no DKIM (such senders are greylisted).
 	NewDKIM func() *auth.DKIMVerifier
-	// StrictAlignment requires the DKIM d= to equal the sender's domain;
-	// otherwise the same organisational domain suffices (relaxed).
-	StrictAlignment bool
 	// DKIMTimeout bounds the wait for DKIM results at end of message.
 	DKIMTimeout time.Duration
 
@@ -59,8 +55,8 @@ type Config struct {
 	// use it to fill the database before turning greylisting on.
 	DryRun bool
 	// OnDecision, when set, is called with every decision logged (for
-	// metrics); dkim is the DKIM verdict when the decision waited for it.
-	OnDecision func(d greylist.Decision, dkim string)
+	// metrics).
+	OnDecision func(d greylist.Decision)
 }
 
 // Server serves milter connections.
@@ -111,9 +107,6 @@ func NewServer(cfg Config) (*Server, error) {
 // sessions therefore never give a final response: see keep.
 func (s *Server) newSession(tc *trackedConn) gomilter.Milter {
 	sess := &session{srv: s}
-	if s.cfg.SPF != nil {
-		sess.spfFunc = sess.checkSPF // bound once, not per recipient
-	}
 	if tc != nil {
 		tc.onClose = sess.connClosed
 	}

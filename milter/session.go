@@ -13,6 +13,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/milter-grey/milter-grey/auth"
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -37,22 +38,17 @@ type session struct {
 	name       string // forward-confirmed client name, or ""
 	hostArg    string // the name as the MTA gave it, for logs
 	helo       string
-	clientID   string                                   // address for logs
-	spfFunc    func(context.Context) greylist.SPFResult // checkSPF, or nil without SPF
-	stackGrown bool                                     // growStack has run on this connection's goroutine
+	clientID   string // address for logs
+	stackGrown bool   // growStack has run on this connection's goroutine
 
 	// Message; reset by MailFrom, Abort and end of message.
-	sender   string
-	null     bool
-	authUser string
+	msg      greylist.Message
 	queueID  string
-	deferred []string      // null-sender recipients, decided after the envelope
-	pending  []pendingRcpt // listed senders awaiting DKIM at end of message
-	waited   time.Duration // longest delay of a retried recipient
-	bypass   string        // how a bypassed recipient's sender was proven
-	envDone  bool          // the envelope has been decided
-	spfDone  bool
-	spf      auth.SPFResult
+	deferred []envelope.Address // null-sender recipients, decided after the envelope
+	pending  []envelope.Address // listed senders awaiting DKIM at end of message
+	waited   time.Duration      // longest delay of a retried recipient
+	bypass   string             // how a bypassed recipient's sender was proven
+	envDone  bool               // the envelope has been decided
 	dkim     *auth.DKIMVerifier
 
 	headerBytes int // of this message, against maxHeaderBytes
@@ -71,14 +67,9 @@ const (
 	maxHeaderBytes    = 4 << 20
 )
 
-// pendingRcpt is a recipient whose listed sender DKIM may still prove.
-type pendingRcpt struct {
-	rcpt  string
-	match string // the bypass list entry
-}
-
 func (s *session) resetMessage() {
-	s.sender, s.null, s.authUser, s.queueID = "", false, "", ""
+	s.msg = greylist.Message{Client: s.ip, ClientName: s.name, Helo: s.helo}
+	s.queueID = ""
 	s.msgLog = nil
 	s.deferred = s.deferred[:0]
 	s.pending = s.pending[:0]
@@ -86,7 +77,6 @@ func (s *session) resetMessage() {
 	s.headerBytes, s.fromFields = 0, 0
 	s.bypass = ""
 	s.envDone = false
-	s.spfDone, s.spf = false, auth.SPFResult{}
 	s.stopDKIM()
 }
 
@@ -109,7 +99,6 @@ func (s *session) Connect(host, family string, port uint16, addr net.IP, m *gomi
 		growStack()
 		s.stackGrown = true
 	}
-	s.resetMessage()
 	s.helo = ""
 	s.hostArg = host
 	s.ip = clientAddr(family, addr, host, m.Macros)
@@ -118,6 +107,7 @@ func (s *session) Connect(host, family string, port uint16, addr net.IP, m *gomi
 	if s.ip.IsValid() {
 		s.clientID = s.ip.String()
 	}
+	s.resetMessage()
 	return gomilter.RespContinue, nil
 }
 
@@ -165,42 +155,17 @@ func confirmedName(host string, macros map[string]string) string {
 
 func (s *session) Helo(name string, m *gomilter.Modifier) (gomilter.Response, error) {
 	s.helo = name
+	s.msg.Helo = name
 	s.msgLog = nil
 	return gomilter.RespContinue, nil
 }
 
 func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
 	s.resetMessage()
-	s.sender = from
-	s.null = strings.TrimSpace(from) == ""
-	s.authUser = m.Macros["{auth_authen}"]
+	s.msg.Sender = envelope.Parse(from)
+	s.msg.AuthUser = m.Macros["{auth_authen}"]
 	s.queueID = m.Macros["i"]
 	return gomilter.RespContinue, nil
-}
-
-func (s *session) request(rcpt string) greylist.Request {
-	req := greylist.Request{
-		Client:     s.ip,
-		ClientName: s.name,
-		Sender:     s.sender,
-		Recipient:  rcpt,
-		AuthUser:   s.authUser,
-	}
-	req.SPF = s.spfFunc
-	return req
-}
-
-// checkSPF evaluates SPF once per message, when a decision first needs it.
-func (s *session) checkSPF(ctx context.Context) greylist.SPFResult {
-	if !s.spfDone {
-		s.spf = s.srv.cfg.SPF.Check(ctx, s.ip, s.helo, s.sender)
-		s.spfDone = true
-	}
-	return greylist.SPFResult{
-		Proven: s.spf.Proven(),
-		Domain: s.spf.Domain,
-		Result: strings.TrimPrefix(s.spf.String(), "spf="),
-	}
 }
 
 // RcptTo decides one recipient. A greylisted recipient gets its own 451
@@ -209,49 +174,45 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 	if s.queueID == "" {
 		s.queueID = m.Macros["i"] // Postfix opens the queue file after the first accepted recipient
 	}
-	req := s.request(rcpt)
-	if s.null {
-		// The null sender is decided after the envelope: address
-		// verification probes (MAIL FROM:<> RCPT TO:<x> QUIT) must
-		// not be greylisted, and a bounce is only kept waiting when
-		// it is really sent.
-		if d, ok := s.srv.cfg.Engine.Exempt(req); ok {
-			s.logDecision(req, d, "")
-			return gomilter.RespContinue, nil
-		}
-		if len(s.deferred) < maxKeptRecipients {
-			s.deferred = append(s.deferred, rcpt)
-			return gomilter.RespContinue, nil
-		}
-		// Beyond the bound (no real MTA gets here): decide now.
-	}
+	addr := envelope.Parse(rcpt)
+	stage := greylist.AtRcpt
 	if len(s.pending) >= maxKeptRecipients {
-		req.DKIMChecked = true // no room to wait for DKIM: greylist as usual
+		stage = greylist.AtEndOfMessage // no room to wait for DKIM: decide now, unproven
 	}
-	return s.answer(rcpt, s.decide(req, ""))
+	d := s.decide(addr, stage)
+	if d.Action == greylist.Later {
+		if len(s.deferred) < maxKeptRecipients {
+			s.deferred = append(s.deferred, addr)
+			return gomilter.RespContinue, nil
+		}
+		d = s.decide(addr, greylist.AfterEnvelope) // beyond the bound (no real MTA gets here): decide now
+	}
+	return s.answer(addr, d)
 }
 
 // answer turns a recipient's decision into the reply at RCPT.
-func (s *session) answer(rcpt string, d greylist.Decision) (gomilter.Response, error) {
+func (s *session) answer(rcpt envelope.Address, d greylist.Decision) (gomilter.Response, error) {
 	switch d.Action {
 	case greylist.Greylist:
 		if r := s.reply(d); r != nil {
 			return r, nil
 		}
 	case greylist.Defer:
-		s.pending = append(s.pending, pendingRcpt{rcpt: rcpt, match: d.Match})
+		s.pending = append(s.pending, rcpt)
 	}
 	return gomilter.RespContinue, nil
 }
 
-// decide decides one recipient and logs it; dkim is the message's DKIM
-// verdict for the log, once known.
-func (s *session) decide(req greylist.Request, dkim string) greylist.Decision {
+// decide decides one recipient at stage and logs it (a recipient left for
+// later is logged when it is decided).
+func (s *session) decide(rcpt envelope.Address, stage greylist.Stage) greylist.Decision {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.DecisionTimeout)
 	defer cancel()
-	d := s.srv.cfg.Engine.Decide(ctx, req)
-	s.note(d)
-	s.logDecision(req, d, dkim)
+	d := s.srv.cfg.Engine.Decide(ctx, &s.msg, rcpt, stage)
+	if d.Action != greylist.Later {
+		s.note(d)
+		s.logDecision(rcpt, d)
+	}
 	return d
 }
 
@@ -262,6 +223,8 @@ func (s *session) note(d greylist.Decision) {
 		s.waited = max(s.waited, d.Waited)
 	case greylist.ReasonBypassSPF:
 		s.bypass = "spf=" + d.SPF
+	case greylist.ReasonBypassDKIM:
+		s.bypass = "dkim=" + d.DKIM
 	}
 }
 
@@ -287,21 +250,17 @@ func (s *session) afterEnvelope(m *gomilter.Modifier) gomilter.Response {
 	if s.queueID == "" {
 		s.queueID = m.Macros["i"]
 	}
-	var worst *greylist.Decision
+	ds := make([]greylist.Decision, 0, len(s.deferred))
 	for _, rcpt := range s.deferred {
-		d := s.decide(s.request(rcpt), "")
-		switch {
-		case d.Action == greylist.Greylist && (worst == nil || d.RetryIn > worst.RetryIn):
-			worst = &d
-		case d.Action == greylist.Defer:
-			s.pending = append(s.pending, pendingRcpt{rcpt: rcpt, match: d.Match})
+		d := s.decide(rcpt, greylist.AfterEnvelope)
+		if d.Action == greylist.Defer {
+			s.pending = append(s.pending, rcpt)
 		}
+		ds = append(ds, d)
 	}
 	s.deferred = s.deferred[:0]
-	if worst != nil {
-		// One reply for the whole message: at this stage the MTA can
-		// only refuse the message, for all its recipients.
-		return s.reply(*worst)
+	if d, refused := greylist.Refusal(ds); refused {
+		return s.reply(d)
 	}
 	if len(s.pending) > 0 && s.srv.cfg.NewDKIM != nil {
 		s.dkim = s.srv.cfg.NewDKIM()
@@ -393,65 +352,30 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	return respAccept, nil
 }
 
-// decidePending decides the recipients of a listed sender that SPF did not
-// prove: an aligned DKIM signature passes them all; otherwise each is
-// greylisted or passed on its triplet, and the message is refused if any
-// is greylisted.
+// decidePending decides, with the message's DKIM evidence, the recipients
+// of a listed sender that SPF did not prove, and refuses the message if
+// any is greylisted.
 func (s *session) decidePending() (r gomilter.Response, refused bool) {
 	if len(s.pending) == 0 {
 		return nil, false
 	}
-	verdict := auth.DKIMVerdict{Result: auth.ResultNone}
+	ev := greylist.DKIMEvidence{FromFields: s.fromFields}
 	if s.dkim != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.DKIMTimeout)
-		results, err := s.dkim.Close(ctx)
+		ev.Results, ev.Err = s.dkim.Close(ctx)
 		cancel()
-		verdict = auth.EvaluateDKIM(results, auth.SenderDomain(s.sender), s.srv.cfg.StrictAlignment)
-		if verdict.Err == nil {
-			verdict.Err = err
-		}
 	}
-	dkim := strings.TrimPrefix(verdict.String(), "dkim=")
-	proven := verdict.Proven()
-	if proven && s.fromFields > 1 {
-		// RFC 5322 allows one From field. With two, a valid signature
-		// may cover one while readers see the other (RFC 6376 §8.15):
-		// such a message proves nothing.
-		proven = false
-		dkim += fmt.Sprintf(" (not a proof: %d From fields)", s.fromFields)
+	s.msg.SetDKIM(ev)
+	ds := make([]greylist.Decision, 0, len(s.pending))
+	for _, rcpt := range s.pending {
+		ds = append(ds, s.decide(rcpt, greylist.AtEndOfMessage))
 	}
-	if proven {
-		s.bypass = "dkim=" + dkim
-		for _, p := range s.pending {
-			req := s.request(p.rcpt)
-			s.logDecision(req, greylist.Decision{Action: greylist.Pass, Reason: greylist.ReasonBypassDKIM,
-				Match: p.match, SPF: s.spfResult()}, dkim)
-		}
-		return nil, false
-	}
-	var worst *greylist.Decision
-	for _, p := range s.pending {
-		req := s.request(p.rcpt)
-		req.DKIMChecked = true
-		d := s.decide(req, dkim)
-		if d.Action == greylist.Greylist && (worst == nil || d.RetryIn > worst.RetryIn) {
-			worst = &d
-		}
-	}
-	if worst != nil {
-		if r := s.reply(*worst); r != nil {
+	if d, ok := greylist.Refusal(ds); ok {
+		if r := s.reply(d); r != nil {
 			return r, true
 		}
 	}
 	return nil, false
-}
-
-// spfResult is the message's SPF result for logs, "" if not evaluated.
-func (s *session) spfResult() string {
-	if !s.spfDone {
-		return ""
-	}
-	return strings.TrimPrefix(s.spf.String(), "spf=")
 }
 
 func (s *session) headerValue() string {
@@ -469,17 +393,17 @@ func (s *session) Abort(m *gomilter.Modifier) error {
 // logDecision writes the decision log line, a stable interface for admins:
 // the message's attributes (client, client_name, helo, sender), then the
 // recipient's.
-func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim string) {
+func (s *session) logDecision(rcpt envelope.Address, d greylist.Decision) {
 	if s.srv.cfg.OnDecision != nil {
-		s.srv.cfg.OnDecision(d, dkim)
+		s.srv.cfg.OnDecision(d)
 	}
 	ctx := context.Background()
 	if !s.srv.cfg.Log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	if s.msgLog == nil {
-		sender := req.Sender
-		if s.null {
+		sender := s.msg.Sender.Raw()
+		if s.msg.Sender.IsNull() {
 			sender = greylist.NullSender
 		}
 		if s.name != "" {
@@ -494,7 +418,7 @@ func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim st
 	attrs = append(attrs,
 		slog.String("action", d.Action.String()),
 		slog.String("reason", string(d.Reason)),
-		slog.String("rcpt", req.Recipient),
+		slog.String("rcpt", rcpt.Raw()),
 	)
 	if d.Match != "" {
 		attrs = append(attrs, slog.String("match", d.Match))
@@ -502,8 +426,8 @@ func (s *session) logDecision(req greylist.Request, d greylist.Decision, dkim st
 	if d.SPF != "" {
 		attrs = append(attrs, slog.String("spf", d.SPF))
 	}
-	if dkim != "" {
-		attrs = append(attrs, slog.String("dkim", dkim))
+	if d.DKIM != "" {
+		attrs = append(attrs, slog.String("dkim", d.DKIM))
 	}
 	if d.Key != "" {
 		attrs = append(attrs, slog.String("key", d.Key))

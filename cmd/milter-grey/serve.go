@@ -113,19 +113,26 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 	if c.OnError == "tempfail" {
 		onErr = greylist.ErrorTempfail
 	}
+	// SPF and DKIM are always ready: a bypass file may come with a
+	// reload. They make DNS lookups only when a decision needs them (a
+	// listed sender, or key_by_spf_domain).
+	dnsTimeout := time.Duration(c.DNSTimeout)
+	resolver := m.InstrumentResolver(auth.NewResolver(auth.ResolverConfig{Server: c.DNSServer, Timeout: dnsTimeout}))
 	engine := greylist.New(store, greylist.Config{
 		Policy: greylist.Policy{
 			Delay:       time.Duration(c.Delay),
 			RetryWindow: time.Duration(c.RetryWindow),
 			MaxAge:      time.Duration(c.MaxAge),
 		},
-		Mask:           greylist.ClientMask{IPv4: c.IPv4Mask, IPv6: c.IPv6Mask},
-		Delimiters:     c.RecipientDelimiter,
-		NoDelimiter:    c.RecipientDelimiter == "",
-		AutoWhitelist:  c.AutoWhitelist,
-		KeyBySPFDomain: c.KeyBySPFDomain,
-		OnError:        onErr,
-		Logger:         log,
+		Mask:            greylist.ClientMask{IPv4: c.IPv4Mask, IPv6: c.IPv6Mask},
+		Delimiters:      c.RecipientDelimiter,
+		NoDelimiter:     c.RecipientDelimiter == "",
+		AutoWhitelist:   c.AutoWhitelist,
+		KeyBySPFDomain:  c.KeyBySPFDomain,
+		SPF:             auth.NewSPF(resolver, auth.SPFOptions{Timeout: dnsTimeout}),
+		StrictAlignment: c.DKIMAlignment == "strict",
+		OnError:         onErr,
+		Logger:          log,
 	})
 	engine.SetLists(lists)
 	m.WatchStore(engine.StoreHealthy)
@@ -138,26 +145,17 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 		IdleTimeout:     time.Duration(c.IdleTimeout),
 		MaxSessions:     c.MaxSessions,
 		Log:             log,
-		StrictAlignment: c.DKIMAlignment == "strict",
-		DKIMTimeout:     time.Duration(c.DNSTimeout),
+		DKIMTimeout:     dnsTimeout,
 		DryRun:          c.DryRun,
 		OnDecision:      m.ObserveDecision,
-	}
-	// SPF and DKIM are always ready: a bypass file may come with a
-	// reload. They make DNS lookups only when a decision needs them (a
-	// listed sender, or key_by_spf_domain).
-	{
-		timeout := time.Duration(c.DNSTimeout)
-		resolver := m.InstrumentResolver(auth.NewResolver(auth.ResolverConfig{Server: c.DNSServer, Timeout: timeout}))
-		mc.SPF = auth.NewSPF(resolver, auth.SPFOptions{Timeout: timeout})
-		mc.NewDKIM = func() *auth.DKIMVerifier {
+		NewDKIM: func() *auth.DKIMVerifier {
 			return auth.NewDKIMVerifier(resolver, auth.DKIMOptions{
 				MaxSignatures:    c.DKIMMaxSignatures,
 				MaxBytes:         c.DKIMMaxBytes,
-				Timeout:          timeout,
+				Timeout:          dnsTimeout,
 				LeadingSpaceKept: true, // the milter negotiates it
 			})
-		}
+		},
 	}
 	srv, err := milter.NewServer(mc)
 	if err != nil {
@@ -167,7 +165,7 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 	d := &daemon{cfg: c, log: log, store: store, engine: engine, srv: srv, ln: ln, fingerprint: fingerprint,
 		listFiles: c.listFiles(), metrics: m, neverRetriedUntil: engine.Now()}
 	if adminLn != nil {
-		d.startAdmin(mc.SPF, adminLn)
+		d.startAdmin(adminLn)
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil {
@@ -200,12 +198,11 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 const adminShutdown = 5 * time.Second
 
 // startAdmin serves the admin API and the metrics on the admin listener.
-func (d *daemon) startAdmin(spf *auth.SPF, ln net.Listener) {
+func (d *daemon) startAdmin(ln net.Listener) {
 	h := admin.NewHandler(admin.Config{
 		Store:    d.store,
 		Engine:   d.engine,
 		Metrics:  d.metrics,
-		SPF:      spf,
 		Sessions: d.srv.OpenSessions,
 		Ready: func() error {
 			if d.stopping.Load() {
