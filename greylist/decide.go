@@ -140,14 +140,3 @@ func (e *Engine) wouldPass(ctx context.Context, key string, now time.Time) bool 
 	_, _, v := e.cfg.Policy.Step(cur, now)
 	return v.Pass
 }
-
-// Exempt reports whether a recipient passes without looking at the store,
-// and why. It is cheap: the milter uses it to skip work for exempt
-// sessions (rcpt may be the zero Address: then only the client counts).
-func (e *Engine) Exempt(m *Message, rcpt envelope.Address) (Decision, bool) {
-	rcptKey := ""
-	if rcpt.Raw() != "" {
-		rcptKey = RecipientKey(rcpt, e.cfg.Delimiters)
-	}
-	return exemption(e.lists.Load(), m, rcptKey)
-}

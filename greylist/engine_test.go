@@ -240,7 +240,7 @@ func explain(e *Engine, ctx context.Context, r Request) Decision {
 
 func exemptReq(e *Engine, r Request) (Decision, bool) {
 	m, rcpt := r.message()
-	return e.Exempt(m, rcpt)
+	return exemption(e.Lists(), m, RecipientKey(rcpt, e.Config().Delimiters))
 }
 
 // req is an ordinary request from mx1; options change it.
