@@ -26,6 +26,13 @@ var (
 	// timestamp change daily; the rest identifies the original sender.
 	srs0Re = regexp.MustCompile(`^srs0[=+-][^=]+=[^=]+=(.+)$`)
 	srs1Re = regexp.MustCompile(`^srs1[=+-][^=]+=(.+?)==[^=]+=[^=]+=(.+)$`)
+	// A UUID (8-4-4-4-12 hex digits), as bulk senders put in bounce
+	// addresses (Amazon SES: 0102018c…-3c8e1b2a-9d4e-4f1a-8b7c-2e5d6f7a8b9c-000000).
+	uuidRe = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	// A local part ending in a recipient encoded as user=domain, the VERP
+	// form of mailing-list and ESP bounce addresses
+	// (bounce-mc.us5_1234.5678-user=dest.test).
+	verpRe = regexp.MustCompile(`[-+._][^-+._=@]+=[a-z0-9-]+(?:\.[a-z0-9-]+)+$`)
 )
 
 // NormalizeSender returns the key form of an envelope sender given as
@@ -43,7 +50,7 @@ func SenderKey(a envelope.Address, delimiters string) string {
 	if a.IsNull() {
 		return NullSender
 	}
-	local := maskNumbers(senderLocal(a.KeyLocal(), delimiters))
+	local := maskNumbers(maskTokens(senderLocal(a.KeyLocal(), delimiters)))
 	return truncate(joinAddr(local, a.KeyDomain()))
 }
 
@@ -180,6 +187,118 @@ func maskNumbers(s string) string {
 	}
 	return b.String()
 }
+
+// minHexToken is the length from which a run of hex digits with a digit in
+// it is taken for a per-message token: shorter ones are words (cafe12) or
+// years, longer ones are hashes and message ids.
+const minHexToken = 8
+
+// maskTokens replaces the per-message tokens of bulk senders' bounce
+// addresses with '#', so that every message of one sender gives one key:
+//   - in a local part that encodes the recipient (VERP: …-user=dest.test),
+//     every word with a digit before the encoded recipient (VERP tags are
+//     machine-made: bounce-mc.us5_1234.5678-user=dest.test becomes
+//     bounce-mc.#_#.#-user=dest.test);
+//   - a UUID (8-4-4-4-12 hex digits);
+//   - a run of at least minHexToken hex digits with a digit in it, unless it
+//     is the whole local part (a mailbox may be named so).
+//
+// Runs of digits alone are left to maskNumbers.
+func maskTokens(local string) string {
+	if strings.IndexByte(local, '=') > 0 {
+		if loc := verpRe.FindStringIndex(local); loc != nil {
+			return maskDigitWords(local[:loc[0]]) + local[loc[0]:]
+		}
+	}
+	if len(local) >= 36 && strings.IndexByte(local, '-') >= 0 {
+		local = uuidRe.ReplaceAllLiteralString(local, "#")
+	}
+	return maskHexRuns(local)
+}
+
+// maskDigitWords replaces each alphanumeric word that holds a digit with
+// '#'.
+func maskDigitWords(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		if !isAlnum(s[i]) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		j, digit := i, false
+		for j < len(s) && isAlnum(s[j]) {
+			digit = digit || isDigit(s[j])
+			j++
+		}
+		if digit {
+			b.WriteByte('#')
+		} else {
+			b.WriteString(s[i:j])
+		}
+		i = j
+	}
+	return b.String()
+}
+
+// maskHexRuns replaces each alphanumeric word of at least minHexToken hex
+// digits, with a digit and a letter in it, with '#' (all-digit runs are
+// maskNumbers' business); a local part that is one such word is kept.
+func maskHexRuns(s string) string {
+	if len(s) < minHexToken {
+		return s
+	}
+	var b strings.Builder
+	changed := false
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && isAlnum(s[j]) {
+			j++
+		}
+		if j == i {
+			if changed {
+				b.WriteByte(s[i])
+			}
+			i++
+			continue
+		}
+		if j-i >= minHexToken && j-i < len(s) && isHexToken(s[i:j]) {
+			if !changed {
+				b.Grow(len(s))
+				b.WriteString(s[:i])
+				changed = true
+			}
+			b.WriteByte('#')
+		} else if changed {
+			b.WriteString(s[i:j])
+		}
+		i = j
+	}
+	if !changed {
+		return s
+	}
+	return b.String()
+}
+
+// isHexToken reports whether w is lower-case hex digits with at least one
+// digit and one letter.
+func isHexToken(w string) bool {
+	digit, letter := false, false
+	for i := 0; i < len(w); i++ {
+		switch c := w[i]; {
+		case isDigit(c):
+			digit = true
+		case c >= 'a' && c <= 'f':
+			letter = true
+		default:
+			return false
+		}
+	}
+	return digit && letter
+}
+
+func isAlnum(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 func hasAnyPrefix(s string, prefixes ...string) bool {
 	for _, p := range prefixes {

@@ -246,3 +246,52 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// Bulk senders put a per-message token in the envelope sender: each rule
+// of maskTokens, with address shapes these senders use.
+func TestNormalizeSenderTokens(t *testing.T) {
+	for _, c := range []addrCase{
+		{"Amazon SES: message id and UUID", "0102018c3b1e5a7f-3c8e1b2a-9d4e-4f1a-8b7c-2e5d6f7a8b9c-000000@us-east-1.amazonses.com", "+",
+			"#-#-#@us-east-1.amazonses.com"},
+		{"Mailchimp VERP: tags before the encoded recipient", "bounce-mc.us5_1234.5678-user=dest.test@mail123.mcsv.net", "+",
+			"bounce-mc.#_#.#-user=dest.test@mail123.mcsv.net"},
+		{"SendGrid: the extension goes", "bounces+12345-ab3f-user=dest.test@em123.sendgrid.net", "+",
+			"bounces@em123.sendgrid.net"},
+		{"SendGrid without + as a delimiter: VERP rule", "bounces+12345-ab3f-user=dest.test@em123.sendgrid.net", "",
+			"bounces+#-#-user=dest.test@em123.sendgrid.net"},
+		{"mailing list VERP with a digit in the recipient kept", "list-bounces-7f3a9c-bob2=example.org@lists.example", "+",
+			"list-bounces-#-bob2=example.org@lists.example"},
+		{"hex message id", "bounce-4f9a2c1e8b7d@mailer.example", "+", "bounce-#@mailer.example"},
+		{"UUID alone in a word list", "msg-123e4567-e89b-12d3-a456-426614174000@notify.example", "+", "msg-#@notify.example"},
+		{"short hex word kept", "cafe12-news@example.net", "+", "cafe12-news@example.net"},
+		{"hex-looking name of letters only kept", "deadbeefcafe-team@example.net", "+", "deadbeefcafe-team@example.net"},
+		{"a mailbox that is one hex word kept", "a1b2c3d4e5@example.net", "+", "a1b2c3d4e5@example.net"},
+		{"SRS is not taken for VERP", "SRS0=HHH=TT=orig.example=alice@fwd.example", "+", "srs0=orig.example=alice@fwd.example"},
+		{"a person's name with = and no domain after it kept", "a=b@example.net", "+", "a=b@example.net"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := NormalizeSender(c.in, c.delims); got != c.want {
+				t.Errorf("NormalizeSender(%q, %q) = %q, want %q", c.in, c.delims, got, c.want)
+			}
+		})
+	}
+	// The purpose: the next message's token gives the same key.
+	for _, pair := range [][2]string{
+		{"0102018c3b1e5a7f-3c8e1b2a-9d4e-4f1a-8b7c-2e5d6f7a8b9c-000000@us-east-1.amazonses.com",
+			"010201a7d9e3b6c0-9a8b7c6d-1e2f-4a3b-9c8d-7e6f5a4b3c2d-000000@us-east-1.amazonses.com"},
+		{"bounce-mc.us5_1234.5678-user=dest.test@mail123.mcsv.net",
+			"bounce-mc.us5_9876.4321-user=dest.test@mail123.mcsv.net"},
+		{"bounces+12345-ab3f-user=dest.test@em123.sendgrid.net",
+			"bounces+67890-cd01-user=dest.test@em123.sendgrid.net"},
+	} {
+		if a, b := NormalizeSender(pair[0], "+"), NormalizeSender(pair[1], "+"); a != b {
+			t.Errorf("two messages of one sender give two keys: %q and %q", a, b)
+		}
+	}
+	// And different recipients encoded by VERP stay apart (the triplet has
+	// the recipient anyway; the key must not merge two lists' members).
+	if a, b := NormalizeSender("bounce-mc.us5_1.2-ann=dest.test@mcsv.net", "+"),
+		NormalizeSender("bounce-mc.us5_1.2-bob=dest.test@mcsv.net", "+"); a == b {
+		t.Errorf("two encoded recipients give one key %q", a)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/envelope"
 )
 
@@ -29,15 +30,17 @@ const (
 // the order of the README's "How a message is decided":
 //
 //  1. exemptions: no client address, trusted network, SASL, client and
-//     recipient whitelists (exemption);
+//     recipient whitelists (exemption), then a DNS allowlist (DNSWL);
 //  2. the null sender waits until after the envelope (Later);
-//  3. the client auto-whitelist;
+//  3. the client auto-whitelist, unless a DNS blocklist lists the client;
 //  4. the bypass list: a listed sender proven by SPF passes; one that SPF
 //     does not prove waits for DKIM at end of message (Defer), unless its
 //     triplet passes anyway; at end of message an aligned DKIM signature
 //     proves it (dkimProof);
 //  5. the triplet state machine (Policy.Step), keyed by the SPF-proven
-//     domain when KeyBySPFDomain is on.
+//     domain when KeyBySPFDomain is on; under the Suspicious scope a new
+//     triplet without a trigger (trigger) passes and is recorded as
+//     passed (Policy.Admit).
 func (e *Engine) Decide(ctx context.Context, m *Message, rcpt envelope.Address, stage Stage) Decision {
 	return e.decide(ctx, liveView{e}, m, rcpt, stage)
 }
@@ -60,12 +63,17 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 	if d, ok := exemption(l, m, rcptKey); ok {
 		return d
 	}
+	if a := m.dnswl.ask(ctx, e.cfg.DNSWL, m.Client); a.listed {
+		return Decision{Action: Pass, Reason: ReasonDNSWL, Match: a.zone}
+	}
 	if m.Sender.IsNull() && stage == AtRcpt {
 		return Decision{Action: Later}
 	}
 	now := e.cfg.Now()
 	client := e.cfg.Mask.Key(m.Client)
-	awl := e.cfg.AutoWhitelist > 0
+	dnsbl := m.dnsbl.ask(ctx, e.cfg.DNSBL, m.Client)
+	// A blocklisted client is never auto-whitelisted.
+	awl := e.cfg.AutoWhitelist > 0 && !dnsbl.listed
 	if awl {
 		if _, never := l.NeverAutoWhitelist.Match(m.Client, m.ClientName); never {
 			awl = false
@@ -108,11 +116,31 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 	if e.cfg.KeyBySPFDomain {
 		if spf, ok := m.checkSPF(ctx, e.cfg.SPF); ok && spf.Proven() && spf.Domain != "" {
 			tripletClient = SPFClient(spf.Domain)
+			if e.cfg.SPFKeyDropsLocalPart && !m.Sender.IsNull() && m.Sender.KeyDomain() != "" {
+				sender = truncate(escapeKeyPart(m.Sender.KeyDomain()))
+			}
 		}
 	}
 	key := TripletKey(tripletClient, sender, rcptKey)
+	var trig Trigger
+	mode := stepGreylist
+	if e.cfg.Scope == Suspicious {
+		mode = stepAsk
+	}
+	verdict, err := v.step(ctx, key, now, mode)
+	if err == nil && mode == stepAsk && verdict.Reason == ReasonNew {
+		// A new triplet: greylisted only if a trigger holds.
+		trig = trigger(e.signals(ctx, m, l, dnsbl), e.cfg.Triggers)
+		mode = stepAdmit
+		if trig != "" {
+			mode = stepGreylist
+		}
+		verdict, err = v.step(ctx, key, now, mode)
+	}
+	if trig == "" && dnsbl.listed && !verdict.Pass {
+		trig = TriggerDNSBL + ":" + Trigger(dnsbl.zone)
+	}
 	spf := spfLog(m.SPF())
-	verdict, err := v.step(ctx, key, now)
 	if err != nil {
 		d := v.failed(err)
 		d.Key, d.SPF, d.DKIM = key, spf, dkim
@@ -121,12 +149,29 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 	if verdict.Reason == ReasonRetried && awl {
 		v.retried(ctx, client, now)
 	}
-	d := Decision{Action: Pass, Reason: verdict.Reason, Key: key, SPF: spf, DKIM: dkim,
+	d := Decision{Action: Pass, Reason: verdict.Reason, Key: key, SPF: spf, DKIM: dkim, Trigger: trig,
 		Waited: verdict.Waited, RetryIn: verdict.RetryIn}
 	if !verdict.Pass {
 		d.Action = Greylist
 	}
 	return d
+}
+
+// signals gathers what the triggers look at for m's client: the DNS
+// blocklist's answer, SPF (evaluated now if it was not), the host name.
+func (e *Engine) signals(ctx context.Context, m *Message, l *Lists, dnsbl *listAnswer) clientSignals {
+	s := clientSignals{dnsbl: dnsbl.zone, dnsFailure: dnsbl.err != nil, name: m.ClientName}
+	if !dnsbl.listed {
+		s.dnsbl = ""
+	}
+	if spf, ok := m.checkSPF(ctx, e.cfg.SPF); ok {
+		s.spf = spf.Result
+		s.dnsFailure = s.dnsFailure || spf.Result == auth.ResultTempError
+	}
+	if m.ClientName != "" && l.DynamicNames != nil {
+		s.dynamicName, _ = l.DynamicNames.Match(m.ClientName)
+	}
+	return s
 }
 
 // wouldPass reports whether the triplet at key passes now (known, or

@@ -65,10 +65,25 @@ type Config struct {
 	// sender's domain ("spf:example.com") instead of the client network,
 	// so a retry from another server of the sender's pool passes.
 	KeyBySPFDomain bool
-	OnError        OnError
+	// SPFKeyDropsLocalPart: in a triplet keyed by the SPF-proven domain,
+	// the sender part is the sender's domain alone ("@example.com"), so
+	// that a proven domain waits once per recipient, not once per bounce
+	// address or per-message token.
+	SPFKeyDropsLocalPart bool
+	OnError              OnError
 	// SPF evaluates SPF when a decision needs it (a listed sender, or
 	// keying by SPF domain); nil: SPF is not available.
 	SPF SPFChecker
+	// Scope says which new triplets are greylisted: Everyone (the zero
+	// value) or only Suspicious ones, those for which one of Triggers
+	// holds (zero: all of them).
+	Scope    Scope
+	Triggers Triggers
+	// DNSBL lists the clients that are always greylisted: they are never
+	// auto-whitelisted, and under the suspicious scope a listing is a
+	// trigger. DNSWL lists clients that are never greylisted. nil: none.
+	DNSBL DNSList
+	DNSWL DNSList
 	// StrictAlignment: a DKIM signature proves a listed sender only when
 	// its d= is the sender's domain itself, not merely the same
 	// organisational domain.
@@ -97,6 +112,9 @@ type Lists struct {
 	// Bypass lists senders that skip greylisting when SPF or an aligned
 	// DKIM signature proves their domain (Postfix access(5) tables).
 	Bypass *accessmap.Table
+	// DynamicNames are patterns of residential or dynamic host names, a
+	// trigger under the suspicious scope; nil matches nothing.
+	DynamicNames NameMatcher
 }
 
 // Decision is the engine's answer for one Request.
@@ -111,6 +129,9 @@ type Decision struct {
 	// DKIM is the message's DKIM verdict, for recipients decided at end
 	// of message ("" if not).
 	DKIM string
+	// Trigger is why a new triplet was greylisted under the suspicious
+	// scope, or the DNS blocklist that lists the client; "" otherwise.
+	Trigger Trigger
 	// Key is the triplet key, when the triplet was looked up.
 	Key    string
 	Waited time.Duration // for ReasonRetried: how long the sender waited

@@ -39,6 +39,8 @@ type Message struct {
 	spfDone bool
 
 	dkim *DKIMEvidence // set at end of message
+
+	dnsbl, dnswl listAnswer // the DNS lists' answers for Client
 }
 
 // DKIMEvidence is what the end of a message tells about its DKIM

@@ -15,6 +15,8 @@ const (
 	ReasonClientWhitelist Reason = "client-whitelist" // client in whitelist_clients
 	ReasonRcptWhitelist   Reason = "rcpt-whitelist"   // recipient in whitelist_recipients
 	ReasonAutoWhitelist   Reason = "auto-whitelist"   // client with enough passed triplets
+	ReasonDNSWL           Reason = "dnswl"            // client listed by a DNS allowlist
+	ReasonNotSuspicious   Reason = "not-suspicious"   // new triplet, no trigger: passed and recorded (suspicious scope)
 	ReasonNoClientAddr    Reason = "no-client-address"
 	ReasonStoreError      Reason = "store-error" // the store failed: on_error decides
 

@@ -78,6 +78,18 @@ func (p Policy) Step(cur *Record, now time.Time) (next *Record, ttl time.Duratio
 	}
 }
 
+// Admit is Step for a triplet admitted without a wait (the suspicious
+// scope, no trigger): a new triplet is recorded as passed at once, with
+// ReasonNotSuspicious; any other is stepped as usual.
+func (p Policy) Admit(cur *Record, now time.Time) (next *Record, ttl time.Duration, v Verdict) {
+	next, ttl, v = p.Step(cur, now)
+	if v.Reason == ReasonNew {
+		return &Record{State: Passed, First: now, Last: now, Count: 1}, p.MaxAge,
+			Verdict{Pass: true, Reason: ReasonNotSuspicious}
+	}
+	return next, ttl, v
+}
+
 // remaining is the time to live left until deadline, at least a second
 // (stores expire at one-second granularity; zero would mean "forever").
 func remaining(deadline, now time.Time) time.Duration {

@@ -13,12 +13,39 @@ type view interface {
 	// autoWhitelisted reports whether client has enough passed triplets.
 	autoWhitelisted(ctx context.Context, client string, now time.Time) (bool, error)
 	// step runs the triplet state machine on the record at key.
-	step(ctx context.Context, key string, now time.Time) (Verdict, error)
+	step(ctx context.Context, key string, now time.Time, mode stepMode) (Verdict, error)
 	// retried counts a triplet of client that passed after the delay
 	// towards the auto-whitelist.
 	retried(ctx context.Context, client string, now time.Time)
 	// failed turns a store error into the on_error decision.
 	failed(err error) Decision
+}
+
+// stepMode says what a step does with a new triplet.
+type stepMode uint8
+
+const (
+	stepGreylist stepMode = iota // it waits: Policy.Step
+	stepAdmit                    // it passes and is recorded as passed: Policy.Admit
+	stepAsk                      // nothing is written; the verdict says ReasonNew
+)
+
+// stepper is the state machine a mode runs: Step, or Admit; stepAsk runs
+// Step and drops the write of a new triplet.
+func (p Policy) stepper(mode stepMode) func(cur *Record, now time.Time) (*Record, time.Duration, Verdict) {
+	switch mode {
+	case stepAdmit:
+		return p.Admit
+	case stepAsk:
+		return func(cur *Record, now time.Time) (*Record, time.Duration, Verdict) {
+			next, ttl, v := p.Step(cur, now)
+			if v.Reason == ReasonNew {
+				return nil, 0, v
+			}
+			return next, ttl, v
+		}
+	}
+	return p.Step
 }
 
 // liveView is Decide's view: it writes, caches and reports outages.
@@ -42,11 +69,12 @@ func (v liveView) autoWhitelisted(ctx context.Context, client string, now time.T
 	return whitelisted, nil
 }
 
-func (v liveView) step(ctx context.Context, key string, now time.Time) (Verdict, error) {
+func (v liveView) step(ctx context.Context, key string, now time.Time, mode stepMode) (Verdict, error) {
 	var verdict Verdict
 	wrote := false
+	step := v.e.cfg.Policy.stepper(mode)
 	err := v.e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
-		next, ttl, vd := v.e.cfg.Policy.Step(cur, now)
+		next, ttl, vd := step(cur, now)
 		verdict, wrote = vd, next != nil
 		return next, ttl, nil
 	})
@@ -70,7 +98,7 @@ func (v readOnlyView) autoWhitelisted(ctx context.Context, client string, _ time
 	return v.e.clientWhitelisted(ctx, client)
 }
 
-func (v readOnlyView) step(ctx context.Context, key string, now time.Time) (Verdict, error) {
+func (v readOnlyView) step(ctx context.Context, key string, now time.Time, mode stepMode) (Verdict, error) {
 	cur, _, err := v.e.store.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		cur, err = nil, nil
@@ -78,7 +106,7 @@ func (v readOnlyView) step(ctx context.Context, key string, now time.Time) (Verd
 	if err != nil {
 		return Verdict{}, err
 	}
-	_, _, verdict := v.e.cfg.Policy.Step(cur, now)
+	_, _, verdict := v.e.cfg.Policy.stepper(mode)(cur, now)
 	return verdict, nil
 }
 
