@@ -27,7 +27,10 @@ type Explanation struct {
 	Reason string `json:"reason"`
 	Match  string `json:"match,omitempty"` // the list entry that decided
 	Key    string `json:"key,omitempty"`   // the triplet's key
-	SPF    string `json:"spf,omitempty"`   // the SPF result, when the decision needed it
+	// Trigger is why a new triplet is greylisted under greylist =
+	// "suspicious", or the DNS blocklist that lists the client.
+	Trigger string `json:"trigger,omitempty"`
+	SPF     string `json:"spf,omitempty"` // the SPF result, when the decision needed it
 	// RetryInSeconds is, when greylisted, how long until a retry passes.
 	RetryInSeconds int64 `json:"retry_in_seconds"`
 	// WaitedSeconds is, for a triplet that would pass as retried, how long
@@ -71,6 +74,7 @@ func (h *handler) explain(w http.ResponseWriter, r *http.Request, _ string) {
 		Reason:         string(d.Reason),
 		Match:          d.Match,
 		Key:            d.Key,
+		Trigger:        string(d.Trigger),
 		SPF:            d.SPF,
 		RetryInSeconds: int64((d.RetryIn + time.Second - 1) / time.Second),
 		WaitedSeconds:  int64(d.Waited / time.Second),

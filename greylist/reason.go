@@ -24,3 +24,40 @@ const (
 	ReasonBypassDKIM Reason = "bypass-dkim"  // listed sender proven by an aligned DKIM signature
 	ReasonPending    Reason = "pending-dkim" // listed sender not proven by SPF: DKIM decides at end of message
 )
+
+// Describe says in words what a reason means, for admin "explain".
+func (r Reason) Describe() string {
+	switch r {
+	case ReasonNew:
+		return "first attempt of this triplet: it would be refused with 451 and recorded"
+	case ReasonEarly:
+		return "retried before the delay was over"
+	case ReasonRetried:
+		return "retried after the delay: it would pass from now on"
+	case ReasonKnown:
+		return "a triplet that passed before"
+	case ReasonTrusted:
+		return "the client is in trusted_networks"
+	case ReasonSASL:
+		return "an authenticated (SASL) session"
+	case ReasonClientWhitelist:
+		return "the client is whitelisted"
+	case ReasonRcptWhitelist:
+		return "the recipient is whitelisted"
+	case ReasonAutoWhitelist:
+		return "the client's network has enough passed triplets"
+	case ReasonDNSWL:
+		return "the client is listed by a DNS allowlist (dnswl_zones): never greylisted"
+	case ReasonNotSuspicious:
+		return "a new triplet with no trigger (greylist = \"suspicious\"): it would pass and be recorded as passed"
+	case ReasonBypassSPF:
+		return "a listed sender, proven by SPF"
+	case ReasonPending:
+		return "a listed sender not proven by SPF: a DKIM signature aligned with it would pass the message at its end; without one it is greylisted"
+	case ReasonNoClientAddr:
+		return "no IP address to key by"
+	case ReasonStoreError:
+		return "the store failed: on_error decides"
+	}
+	return "see the README"
+}

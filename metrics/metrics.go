@@ -48,6 +48,7 @@ type Metrics struct {
 	decisions    *prometheus.CounterVec
 	spf          *prometheus.CounterVec
 	dkim         *prometheus.CounterVec
+	triggers     *prometheus.CounterVec
 	storeOps     *prometheus.CounterVec
 	storeSeconds *prometheus.HistogramVec
 	dnsSeconds   prometheus.Histogram
@@ -76,6 +77,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "spf_results_total",
 		Help: "SPF results of the decisions that needed one (one per recipient decided).",
 	}, []string{"result"})
+	m.triggers = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "triggers_total",
+		Help: "Recipients decided with a trigger (why a new triplet was greylisted under greylist = \"suspicious\", or the DNS blocklist listing the client), by trigger and action.",
+	}, []string{"trigger", "action"})
 	m.dkim = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "dkim_results_total",
 		Help: "DKIM verdicts of the recipients decided at end of message.",
@@ -161,6 +166,11 @@ func (m *Metrics) ObserveDecision(d greylist.Decision) {
 	m.decisions.WithLabelValues(d.Action.String(), string(d.Reason)).Inc()
 	if d.SPF != "" {
 		m.spf.WithLabelValues(resultLabel(d.SPF, spfResults)).Inc()
+	}
+	if d.Trigger != "" {
+		// Trigger values are few: the kinds, and dnsbl:ZONE for the
+		// zones the admin configured.
+		m.triggers.WithLabelValues(string(d.Trigger), d.Action.String()).Inc()
 	}
 	if d.DKIM != "" {
 		m.dkim.WithLabelValues(resultLabel(d.DKIM, dkimResults)).Inc()

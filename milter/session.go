@@ -429,6 +429,9 @@ func (s *session) logDecision(rcpt envelope.Address, d greylist.Decision) {
 	if d.DKIM != "" {
 		attrs = append(attrs, slog.String("dkim", d.DKIM))
 	}
+	if d.Trigger != "" {
+		attrs = append(attrs, slog.String("trigger", string(d.Trigger)))
+	}
 	if d.Key != "" {
 		attrs = append(attrs, slog.String("key", d.Key))
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/admin"
+	"github.com/milter-grey/milter-grey/greylist"
 )
 
 // The admin commands talk to the running daemon through its admin API:
@@ -257,8 +258,8 @@ func runExplain(o *options, _ []string, stdout, stderr io.Writer) int {
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', 0)
 		fmt.Fprintf(tw, "action:\t%s\n", ex.Action)
-		fmt.Fprintf(tw, "reason:\t%s\t(%s)\n", ex.Reason, reasonText(ex))
-		for _, f := range []struct{ name, v string }{{"match", ex.Match}, {"spf", ex.SPF}, {"key", ex.Key}, {"error", ex.Err}} {
+		fmt.Fprintf(tw, "reason:\t%s\t(%s)\n", ex.Reason, greylist.Reason(ex.Reason).Describe())
+		for _, f := range []struct{ name, v string }{{"match", ex.Match}, {"spf", ex.SPF}, {"trigger", ex.Trigger}, {"key", ex.Key}, {"error", ex.Err}} {
 			if f.v != "" {
 				fmt.Fprintf(tw, "%s:\t%s\n", f.name, f.v)
 			}
@@ -277,39 +278,6 @@ func runExplain(o *options, _ []string, stdout, stderr io.Writer) int {
 		}
 		return tw.Flush()
 	})
-}
-
-// reasonText says in words what a reason means, for explain.
-func reasonText(ex admin.Explanation) string {
-	switch ex.Reason {
-	case "new":
-		return "first attempt of this triplet: it would be refused with 451 and recorded"
-	case "early":
-		return "retried before the delay was over"
-	case "retried":
-		return "retried after the delay: it would pass from now on"
-	case "known":
-		return "a triplet that passed before"
-	case "trusted":
-		return "the client is in trusted_networks"
-	case "sasl":
-		return "an authenticated (SASL) session"
-	case "client-whitelist":
-		return "the client is whitelisted"
-	case "rcpt-whitelist":
-		return "the recipient is whitelisted"
-	case "auto-whitelist":
-		return "the client's network has enough passed triplets"
-	case "bypass-spf":
-		return "a listed sender, proven by SPF"
-	case "pending-dkim":
-		return "a listed sender not proven by SPF: a DKIM signature aligned with it would pass the message at its end; without one it is greylisted"
-	case "no-client-address":
-		return "no IP address to key by"
-	case "store-error":
-		return "the store failed: on_error decides"
-	}
-	return "see the README"
 }
 
 func runDump(o *options, _ []string, stdout, stderr io.Writer) int {
