@@ -33,6 +33,7 @@ const (
 //     recipient whitelists (exemption), then a DNS allowlist (DNSWL);
 //  2. the null sender waits until after the envelope (Later);
 //  3. the client auto-whitelist, unless a DNS blocklist lists the client;
+//     then learned domain trust (domaintrust.go);
 //  4. the bypass list: a listed sender proven by SPF passes; one that SPF
 //     does not prove waits for DKIM at end of message (Defer), unless its
 //     triplet passes anyway; at end of message an aligned DKIM signature
@@ -86,6 +87,17 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 		}
 		if whitelisted {
 			return Decision{Action: Pass, Reason: ReasonAutoWhitelist, Match: client}
+		}
+	}
+
+	trustDomain, trustable := e.trustable(ctx, m, l, dnsbl.listed)
+	if trustable {
+		trusted, err := v.domainTrusted(ctx, trustDomain, now)
+		if err != nil {
+			return v.failed(err)
+		}
+		if trusted {
+			return Decision{Action: Pass, Reason: ReasonTrustedDomain, Match: trustDomain, SPF: spfLog(m.SPF())}
 		}
 	}
 
@@ -146,8 +158,13 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 		d.Key, d.SPF, d.DKIM = key, spf, dkim
 		return d
 	}
-	if verdict.Reason == ReasonRetried && awl {
-		v.retried(ctx, client, now)
+	if verdict.Reason == ReasonRetried {
+		if awl {
+			v.retried(ctx, client, now)
+		}
+		if trustable { // a server the domain's SPF record authorises retried
+			v.domainRetried(ctx, trustDomain, now)
+		}
 	}
 	d := Decision{Action: Pass, Reason: verdict.Reason, Key: key, SPF: spf, DKIM: dkim, Trigger: trig,
 		Waited: verdict.Waited, RetryIn: verdict.RetryIn}

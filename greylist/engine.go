@@ -65,6 +65,12 @@ type Config struct {
 	// sender's domain ("spf:example.com") instead of the client network,
 	// so a retry from another server of the sender's pool passes.
 	KeyBySPFDomain bool
+	// DomainTrust is the number of triplets of a sender domain proven by
+	// SPF that must pass (be retried after the delay), counted at most
+	// once an hour and over at least DomainTrustSpan, before the domain is
+	// trusted: its mail then passes whenever SPF proves it again, from any
+	// server its record authorises. 0 turns domain trust off.
+	DomainTrust int
 	// SPFKeyDropsLocalPart: in a triplet keyed by the SPF-proven domain,
 	// the sender part is the sender's domain alone ("@example.com"), so
 	// that a proven domain waits once per recipient, not once per bounce
@@ -112,6 +118,8 @@ type Lists struct {
 	// Bypass lists senders that skip greylisting when SPF or an aligned
 	// DKIM signature proves their domain (Postfix access(5) tables).
 	Bypass *accessmap.Table
+	// NeverTrustDomains are domains that never earn or use domain trust.
+	NeverTrustDomains *DomainList
 	// DynamicNames are patterns of residential or dynamic host names, a
 	// trigger under the suspicious scope; nil matches nothing.
 	DynamicNames NameMatcher
@@ -205,14 +213,15 @@ func (e *Engine) Config() Config { return e.cfg }
 // Now is the engine's clock.
 func (e *Engine) Now() time.Time { return e.cfg.Now() }
 
-// touchClient keeps a client's auto-whitelist record: a newly passed
-// triplet (retried) counts, at most once an hour, so one burst of mail
-// cannot whitelist a network in minutes; any pass of a client already
-// whitelisted pushes its expiry back, at most once an hour. A failure here
-// does not change the decision already taken.
-func (e *Engine) touchClient(ctx context.Context, client string, now time.Time, count bool) {
+// touchCounter keeps an auto-whitelist record (a client's, key c:…, or a
+// proven domain's, key d:…): a newly passed triplet (retried) counts, at
+// most once an hour, so one burst of mail cannot earn trust in minutes;
+// any pass of a client or domain already trusted pushes its expiry back,
+// at most once an hour. A failure here does not change the decision
+// already taken.
+func (e *Engine) touchCounter(ctx context.Context, key string, now time.Time, count bool) {
 	wrote := false
-	err := e.store.Update(ctx, ClientKey(client), func(cur *Record) (*Record, time.Duration, error) {
+	err := e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
 		wrote = true
 		switch {
 		case cur == nil || now.Sub(cur.Last) > e.cfg.Policy.MaxAge:

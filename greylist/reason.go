@@ -16,6 +16,7 @@ const (
 	ReasonRcptWhitelist   Reason = "rcpt-whitelist"   // recipient in whitelist_recipients
 	ReasonAutoWhitelist   Reason = "auto-whitelist"   // client with enough passed triplets
 	ReasonDNSWL           Reason = "dnswl"            // client listed by a DNS allowlist
+	ReasonTrustedDomain   Reason = "trusted-domain"   // sender domain proven by SPF and trusted (learned)
 	ReasonNotSuspicious   Reason = "not-suspicious"   // new triplet, no trigger: passed and recorded (suspicious scope)
 	ReasonNoClientAddr    Reason = "no-client-address"
 	ReasonStoreError      Reason = "store-error" // the store failed: on_error decides
@@ -48,6 +49,8 @@ func (r Reason) Describe() string {
 		return "the client's network has enough passed triplets"
 	case ReasonDNSWL:
 		return "the client is listed by a DNS allowlist (dnswl_zones): never greylisted"
+	case ReasonTrustedDomain:
+		return "the sender's domain, proven by SPF for this client, has retried to this site before: trusted"
 	case ReasonNotSuspicious:
 		return "a new triplet with no trigger (greylist = \"suspicious\"): it would pass and be recorded as passed"
 	case ReasonBypassSPF:

@@ -16,7 +16,8 @@ const (
 	StatusPassed          Status = "passed"           // a triplet retried in time: passes
 	StatusNeverRetried    Status = "never-retried"    // pending past its retry window
 	StatusAutoWhitelisted Status = "auto-whitelisted" // a client with enough passes
-	StatusCounting        Status = "counting"         // a client not there yet
+	StatusCounting        Status = "counting"         // a client or domain not there yet
+	StatusTrusted         Status = "trusted"          // a proven domain with enough passes
 )
 
 // AutoWhitelisted reports whether a client's auto-whitelist record has
@@ -31,6 +32,11 @@ func (e *Engine) Status(key string, rec *Record, now time.Time) Status {
 	case strings.HasPrefix(key, ClientPrefix) && rec.State == Passed:
 		if e.AutoWhitelisted(rec) {
 			return StatusAutoWhitelisted
+		}
+		return StatusCounting
+	case strings.HasPrefix(key, DomainPrefix) && rec.State == Passed:
+		if e.DomainTrusted(rec) {
+			return StatusTrusted
 		}
 		return StatusCounting
 	case strings.HasPrefix(key, TripletPrefix) && e.cfg.Policy.NeverRetried(rec, now):

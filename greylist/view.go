@@ -17,6 +17,11 @@ type view interface {
 	// retried counts a triplet of client that passed after the delay
 	// towards the auto-whitelist.
 	retried(ctx context.Context, client string, now time.Time)
+	// domainTrusted reports whether a proven domain is trusted.
+	domainTrusted(ctx context.Context, domain string, now time.Time) (bool, error)
+	// domainRetried counts a triplet of a proven domain that passed after
+	// the delay towards its trust.
+	domainRetried(ctx context.Context, domain string, now time.Time)
 	// failed turns a store error into the on_error decision.
 	failed(err error) Decision
 }
@@ -64,7 +69,7 @@ func (v liveView) autoWhitelisted(ctx context.Context, client string, now time.T
 	if whitelisted {
 		// Keep an active client's entry alive (a write at most an
 		// hour), once per cache period.
-		e.touchClient(ctx, client, now, false)
+		e.touchCounter(ctx, ClientKey(client), now, false)
 	}
 	return whitelisted, nil
 }
@@ -85,8 +90,31 @@ func (v liveView) step(ctx context.Context, key string, now time.Time, mode step
 }
 
 func (v liveView) retried(ctx context.Context, client string, now time.Time) {
-	v.e.touchClient(ctx, client, now, true)
+	v.e.touchCounter(ctx, ClientKey(client), now, true)
 	v.e.awl.forget(client) // it may just have been whitelisted
+}
+
+func (v liveView) domainTrusted(ctx context.Context, domain string, now time.Time) (bool, error) {
+	e := v.e
+	key := DomainKey(domain)
+	if trusted, cached := e.awl.get(key, now); cached {
+		return trusted, nil
+	}
+	trusted, err := e.recordHolds(ctx, key, e.DomainTrusted)
+	if err != nil {
+		return false, err
+	}
+	e.awl.put(key, trusted, now)
+	if trusted {
+		e.touchCounter(ctx, key, now, false)
+	}
+	return trusted, nil
+}
+
+func (v liveView) domainRetried(ctx context.Context, domain string, now time.Time) {
+	key := DomainKey(domain)
+	v.e.touchCounter(ctx, key, now, true)
+	v.e.awl.forget(key)
 }
 
 func (v liveView) failed(err error) Decision { return v.e.storeFailed(err) }
@@ -112,16 +140,28 @@ func (v readOnlyView) step(ctx context.Context, key string, now time.Time, mode 
 
 func (readOnlyView) retried(context.Context, string, time.Time) {}
 
+func (v readOnlyView) domainTrusted(ctx context.Context, domain string, _ time.Time) (bool, error) {
+	return v.e.recordHolds(ctx, DomainKey(domain), v.e.DomainTrusted)
+}
+
+func (readOnlyView) domainRetried(context.Context, string, time.Time) {}
+
 func (v readOnlyView) failed(err error) Decision { return v.e.onErrorDecision(err) }
 
 // clientWhitelisted reads client's auto-whitelist record from the store.
 func (e *Engine) clientWhitelisted(ctx context.Context, client string) (bool, error) {
-	rec, _, err := e.store.Get(ctx, ClientKey(client))
+	return e.recordHolds(ctx, ClientKey(client), e.AutoWhitelisted)
+}
+
+// recordHolds reads the record at key and reports whether it exists and
+// holds.
+func (e *Engine) recordHolds(ctx context.Context, key string, holds func(*Record) bool) (bool, error) {
+	rec, _, err := e.store.Get(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return false, nil
 	case err != nil:
 		return false, err
 	}
-	return e.AutoWhitelisted(rec), nil
+	return holds(rec), nil
 }

@@ -1,0 +1,135 @@
+package greylist
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Learned trust by proven domain.
+//
+// A sender domain whose own, SPF-authorised servers have retried past the
+// delay to this site gains nothing from being greylisted again: greylisting
+// stops senders that never retry. So a domain proven by SPF (a pass from a
+// record that is not wide open) whose triplets passed after the delay
+// DomainTrust times, counted at most once an hour and over at least
+// DomainTrustSpan, is trusted for max_age after its last pass: its mail
+// passes at RCPT TO whenever SPF proves it again for the client, from any
+// server its record authorises (reason=trusted-domain).
+//
+// The threat model:
+//   - Only an SPF pass for this client, from a record that is not wide
+//     open, earns or uses trust. A forged sender of a trusted domain (SPF
+//     fail, softfail, none, temperror) is decided as if there were no trust.
+//   - DKIM never contributes: a signature proves the message, not the host
+//     that sends it, and a signed message can be replayed by anyone.
+//   - Trust is per exact domain, the domain SPF checked: bounce.example.com
+//     earns its own; an ESP's customers (em123.esp.example,
+//     em456.esp.example) never share one's trust, and neither do the users
+//     of a domain under a public suffix (user.github.io).
+//   - A client on a DNS blocklist neither earns nor uses trust, nor does a
+//     domain in never_trust_domains; the null sender (whose SPF identity is
+//     the HELO name) neither.
+
+// DomainPrefix starts the key of a domain's trust record: d:DOMAIN.
+const DomainPrefix = "d:"
+
+// DomainKey builds the store key of a proven domain's trust record.
+func DomainKey(domain string) string { return DomainPrefix + domain }
+
+// DomainTrustSpan is the least time between a domain's first and last
+// counted pass for it to be trusted: its servers have retried on more than
+// one day, not in one burst.
+const DomainTrustSpan = 24 * time.Hour
+
+// DefaultDomainTrust is the default number of passes that make a proven
+// domain trusted.
+const DefaultDomainTrust = 3
+
+// DomainTrusted reports whether a domain's trust record makes it trusted.
+func (e *Engine) DomainTrusted(rec *Record) bool {
+	return e.cfg.DomainTrust > 0 && rec.State == Passed &&
+		rec.Count >= uint32(e.cfg.DomainTrust) && rec.Last.Sub(rec.First) >= DomainTrustSpan
+}
+
+// TrustDomain stores domain as trusted now, for max_age (admin "pass").
+func (e *Engine) TrustDomain(ctx context.Context, domain string) (string, error) {
+	d := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(domain)), ".")
+	if d == "" || strings.ContainsAny(d, " \t@/") {
+		return "", fmt.Errorf("domain %q: want a domain name", domain)
+	}
+	n := e.cfg.DomainTrust
+	if n <= 0 {
+		return "", fmt.Errorf("domain trust is off (domain_trust = 0)")
+	}
+	now := e.cfg.Now()
+	rec := &Record{State: Passed, First: now.Add(-DomainTrustSpan), Last: now, Count: uint32(n)}
+	key := DomainKey(d)
+	if err := e.store.Put(ctx, key, rec, e.cfg.Policy.MaxAge); err != nil {
+		return "", err
+	}
+	e.StoreChanged()
+	return key, nil
+}
+
+// DomainList is a list of domains, each matching itself and its
+// subdomains (never_trust_domains).
+type DomainList struct {
+	domains map[string]bool
+}
+
+// Add adds a domain ("example.com" or ".example.com", the same).
+func (l *DomainList) Add(entry string) error {
+	d := strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(entry)), "."), ".")
+	if d == "" || strings.ContainsAny(d, " \t@/") {
+		return fmt.Errorf("bad domain %q", entry)
+	}
+	if l.domains == nil {
+		l.domains = make(map[string]bool)
+	}
+	l.domains[d] = true
+	return nil
+}
+
+// Match returns the entry that matches domain or one of its parents.
+func (l *DomainList) Match(domain string) (string, bool) {
+	if l == nil || len(l.domains) == 0 {
+		return "", false
+	}
+	for d := domain; d != ""; {
+		if l.domains[d] {
+			return d, true
+		}
+		i := strings.IndexByte(d, '.')
+		if i < 0 {
+			break
+		}
+		d = d[i+1:]
+	}
+	return "", false
+}
+
+// Len is the number of entries.
+func (l *DomainList) Len() int {
+	if l == nil {
+		return 0
+	}
+	return len(l.domains)
+}
+
+// trustable returns the domain of m's sender that SPF proves for its
+// client, if it may earn or use trust.
+func (e *Engine) trustable(ctx context.Context, m *Message, l *Lists, blocklisted bool) (string, bool) {
+	if e.cfg.DomainTrust <= 0 || blocklisted || m.Sender.IsNull() {
+		return "", false
+	}
+	spf, ok := m.checkSPF(ctx, e.cfg.SPF)
+	if !ok || !spf.Proven() || spf.Domain == "" {
+		return "", false
+	}
+	if _, never := l.NeverTrustDomains.Match(spf.Domain); never {
+		return "", false
+	}
+	return spf.Domain, true
+}
