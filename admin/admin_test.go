@@ -794,3 +794,47 @@ func TestClientReportsAnUnreachableDaemon(t *testing.T) {
 		t.Errorf("unreachable: %v", err)
 	}
 }
+
+// A proven domain's trust record is listed, filtered, counted, passed and
+// deleted like the other records.
+func TestDomainRecords(t *testing.T) {
+	bs, err := badgerstore.Open("", badgerstore.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	clock := &fakeClock{now: time.Now().Truncate(time.Millisecond)}
+	engine := greylist.New(bs, greylist.Config{Policy: policy, DomainTrust: 3, Now: clock.Now})
+	srv := httptest.NewServer(NewHandler(Config{Store: bs, Engine: engine}))
+	defer srv.Close()
+	c := NewClient(srv.Listener.Addr().String())
+	ctx := context.Background()
+
+	e, err := c.Pass(ctx, PassRequest{Key: "d:Partner.Example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Key != "d:partner.example" || e.Kind != KindDomain || e.Domain != "partner.example" || e.State != StateTrusted {
+		t.Errorf("pass d:Partner.Example: %+v", e)
+	}
+	var listed []Entry
+	if err := c.Records(ctx, Filter{State: StateTrusted}, func(e Entry) error { listed = append(listed, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].Key != "d:partner.example" {
+		t.Errorf("state=trusted lists %+v", listed)
+	}
+	if err := c.Records(ctx, Filter{Kind: KindDomain, Rcpt: "a@b.example"}, func(Entry) error { return nil }); err == nil {
+		t.Error("kind=domain with a recipient filter: no error")
+	}
+	s, err := c.Stats(ctx)
+	if err != nil || s.Domains.Trusted != 1 {
+		t.Errorf("stats: %+v, %v", s.Domains, err)
+	}
+	if err := c.Delete(ctx, "d:partner.example"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Record(ctx, "d:partner.example"); err == nil {
+		t.Error("show after delete: found")
+	}
+}

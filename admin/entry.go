@@ -13,6 +13,7 @@ import (
 const (
 	KindTriplet = "triplet" // t:CLIENT SENDER RECIPIENT
 	KindClient  = "client"  // c:CLIENT, the auto-whitelist counter
+	KindDomain  = "domain"  // d:DOMAIN, a proven domain's trust counter
 	KindOther   = "other"
 )
 
@@ -25,6 +26,7 @@ const (
 	StateNeverRetried    = string(greylist.StatusNeverRetried)
 	StateAutoWhitelisted = string(greylist.StatusAutoWhitelisted)
 	StateCounting        = string(greylist.StatusCounting)
+	StateTrusted         = string(greylist.StatusTrusted)
 )
 
 // Entry is one record as the admin API shows it: a line of a listing or
@@ -35,6 +37,7 @@ type Entry struct {
 	// Client, Sender and Rcpt are the parts of the key (Client only, for
 	// a client record).
 	Client string    `json:"client,omitempty"`
+	Domain string    `json:"domain,omitempty"` // of a domain record
 	Sender string    `json:"sender,omitempty"`
 	Rcpt   string    `json:"rcpt,omitempty"`
 	State  string    `json:"state"`
@@ -64,6 +67,8 @@ func kindOf(key string) string {
 		return KindTriplet
 	case strings.HasPrefix(key, greylist.ClientPrefix):
 		return KindClient
+	case strings.HasPrefix(key, greylist.DomainPrefix):
+		return KindDomain
 	}
 	return KindOther
 }
@@ -89,6 +94,8 @@ func (c classifier) entry(key string, rec *greylist.Record, expires time.Time, n
 		e.Client, e.Sender, e.Rcpt, _ = greylist.SplitTripletKey(key)
 	case KindClient:
 		e.Client = strings.TrimPrefix(key, greylist.ClientPrefix)
+	case KindDomain:
+		e.Domain = strings.TrimPrefix(key, greylist.DomainPrefix)
 	}
 	if stored {
 		e.State = rec.State.String()

@@ -84,6 +84,7 @@ type matcher struct {
 var (
 	tripletStates = map[string]bool{StatePending: true, StatePassed: true, StateNeverRetried: true}
 	clientStates  = map[string]bool{StateAutoWhitelisted: true, StateCounting: true}
+	domainStates  = map[string]bool{StateTrusted: true, StateCounting: true}
 )
 
 // compile checks f and builds its matcher; delimiters are the address
@@ -91,12 +92,18 @@ var (
 func (f Filter) compile(delimiters string) (*matcher, error) {
 	m := &matcher{kind: f.Kind, state: f.State}
 	switch f.Kind {
-	case "", KindTriplet, KindClient:
+	case "", KindTriplet, KindClient, KindDomain:
 	default:
-		return nil, fmt.Errorf("kind %q: want triplet or client", f.Kind)
+		return nil, fmt.Errorf("kind %q: want triplet, client or domain", f.Kind)
 	}
 	switch {
 	case f.State == "":
+	case m.kind == KindDomain:
+		if !domainStates[f.State] {
+			return nil, fmt.Errorf("state %q: a domain is trusted or counting", f.State)
+		}
+	case f.State == StateTrusted:
+		m.kind = KindDomain
 	case tripletStates[f.State]:
 		if m.kind == KindClient {
 			return nil, fmt.Errorf("state %q is a triplet state", f.State)
@@ -108,7 +115,10 @@ func (f Filter) compile(delimiters string) (*matcher, error) {
 		}
 		m.kind = KindClient
 	default:
-		return nil, fmt.Errorf("state %q: want pending, passed, never-retried, auto-whitelisted or counting", f.State)
+		return nil, fmt.Errorf("state %q: want pending, passed, never-retried, auto-whitelisted, trusted or counting", f.State)
+	}
+	if m.kind == KindDomain && (f.Client != "" || f.Sender != "" || f.Rcpt != "") {
+		return nil, errors.New("domain records have no client, sender or recipient")
 	}
 	if f.Sender != "" || f.Rcpt != "" {
 		if m.kind == KindClient {
@@ -121,6 +131,8 @@ func (f Filter) compile(delimiters string) (*matcher, error) {
 		m.prefix = greylist.TripletPrefix
 	case KindClient:
 		m.prefix = greylist.ClientPrefix
+	case KindDomain:
+		m.prefix = greylist.DomainPrefix
 	}
 	var err error
 	if f.Client != "" {

@@ -194,7 +194,8 @@ func (h *handler) deleteAll(ctx context.Context, m *matcher) (int, error) {
 	}
 }
 
-// PassRequest marks a triplet passed: by its parts, or by its key.
+// PassRequest marks a triplet passed: by its parts, or by its key; the key
+// d:DOMAIN makes a proven domain trusted.
 type PassRequest struct {
 	// Client is an IP address (keyed by its network, as the milter keys
 	// it), a network in CIDR notation, or spf:DOMAIN.
@@ -205,7 +206,7 @@ type PassRequest struct {
 }
 
 // pass writes the triplet as passed now, for max_age: its next mail passes
-// at once, as if it had been retried.
+// at once, as if it had been retried. Or it trusts a domain (d:DOMAIN).
 func (h *handler) pass(w http.ResponseWriter, r *http.Request, _ string) {
 	var req PassRequest
 	if err := decode(r, &req); err != nil {
@@ -219,11 +220,19 @@ func (h *handler) pass(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	if err := h.cfg.Engine.Pass(ctx, key); err != nil {
-		h.fail(w, http.StatusServiceUnavailable, "store: %v", err)
-		return
+	if domain, ok := strings.CutPrefix(key, greylist.DomainPrefix); ok {
+		if key, err = h.cfg.Engine.TrustDomain(ctx, domain); err != nil {
+			h.fail(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		h.log.Info("admin: domain trusted", "key", key, "peer", peer(r))
+	} else {
+		if err := h.cfg.Engine.Pass(ctx, key); err != nil {
+			h.fail(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+		h.log.Info("admin: triplet passed", "key", key, "peer", peer(r))
 	}
-	h.log.Info("admin: triplet passed", "key", key, "peer", peer(r))
 	// Answer with the record as stored.
 	stored, exp, err := h.cfg.Store.Get(ctx, key)
 	if err != nil {
@@ -239,8 +248,9 @@ func (h *handler) passKey(req PassRequest) (string, error) {
 		if req.Client != "" || req.Sender != "" || req.Rcpt != "" {
 			return "", errors.New("give either key, or client, sender and rcpt")
 		}
-		if _, _, _, ok := greylist.SplitTripletKey(req.Key); !ok {
-			return "", fmt.Errorf("key %q is not a triplet key (t:CLIENT SENDER RECIPIENT)", req.Key)
+		_, _, _, triplet := greylist.SplitTripletKey(req.Key)
+		if !triplet && !strings.HasPrefix(req.Key, greylist.DomainPrefix) {
+			return "", fmt.Errorf("key %q is not a triplet key (t:CLIENT SENDER RECIPIENT) nor a domain (d:DOMAIN)", req.Key)
 		}
 		return req.Key, nil
 	}

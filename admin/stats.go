@@ -18,6 +18,10 @@ type Stats struct {
 		AutoWhitelisted int `json:"auto_whitelisted"`
 		Counting        int `json:"counting"`
 	} `json:"clients"`
+	Domains struct {
+		Trusted  int `json:"trusted"`
+		Counting int `json:"counting"`
+	} `json:"domains"`
 	// Other counts records of no known kind (none, normally).
 	Other int `json:"other"`
 	// StoreUp is false during a store outage (the last decision failed).
@@ -42,6 +46,10 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request, _ string) {
 			s.Clients.AutoWhitelisted++
 		case kind == KindClient && state == StateCounting:
 			s.Clients.Counting++
+		case kind == KindDomain && state == StateTrusted:
+			s.Domains.Trusted++
+		case kind == KindDomain && state == StateCounting:
+			s.Domains.Counting++
 		default:
 			s.Other++
 		}

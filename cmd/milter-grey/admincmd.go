@@ -331,6 +331,7 @@ func runStats(o *options, _ []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "triplets:  pending %d, passed %d, never-retried %d\n", s.Triplets.Pending, s.Triplets.Passed, s.Triplets.NeverRetried)
 		fmt.Fprintf(stdout, "clients:   auto-whitelisted %d, counting %d\n", s.Clients.AutoWhitelisted, s.Clients.Counting)
+		fmt.Fprintf(stdout, "domains:   trusted %d, counting %d\n", s.Domains.Trusted, s.Domains.Counting)
 		if s.Other > 0 {
 			fmt.Fprintf(stdout, "other:     %d records\n", s.Other)
 		}

@@ -143,8 +143,8 @@ func commands() []*command {
 			run: runDelete,
 		},
 		{
-			name: "pass", usage: "-client IP -sender ADDR -rcpt ADDR | KEY",
-			summary: "mark a triplet passed: its mail passes at once from now on", args: "KEY",
+			name: "pass", usage: "-client IP -sender ADDR -rcpt ADDR | KEY | d:DOMAIN",
+			summary: "mark a triplet passed (its mail passes at once from now on), or trust a proven domain (d:DOMAIN)", args: "KEY",
 			flags: func(fs *flag.FlagSet, o *options) {
 				adminFlags(fs, o)
 				fs.StringVar(&o.client, "client", "", "client `IP` (keyed by its network), network (CIDR) or spf:DOMAIN")
