@@ -82,7 +82,7 @@ func (e *LookupError) Timeout() bool {
 }
 
 // LookupErrors returns the failed lookups that an error from
-// Checker.Listed holds, in the order of the zones.
+// Checker.Lookup or Checker.Listed holds, in the order of the zones.
 func LookupErrors(err error) []*LookupError {
 	var out []*LookupError
 	var walk func(error)
@@ -111,8 +111,8 @@ type Checker struct {
 
 // New returns a Checker that asks r (auth.NewResolver's, so that the lists
 // are queried through the configured DNS server) about zones, in that order
-// of preference. timeout bounds one Listed call; 0 means
-// auth.DefaultTimeout.
+// of preference. timeout bounds one lookup of an address in all the zones;
+// 0 means auth.DefaultTimeout.
 func New(r *net.Resolver, timeout time.Duration, zones []Zone) *Checker {
 	if r == nil {
 		r = net.DefaultResolver
@@ -123,16 +123,17 @@ func New(r *net.Resolver, timeout time.Duration, zones []Zone) *Checker {
 	return &Checker{r: r, timeout: timeout, zones: slices.Clone(zones)}
 }
 
-// Listed returns the first zone, in configuration order, that lists ip. It
-// queries every zone at once and returns within the Checker's timeout (or
-// when ctx ends, if sooner), whatever the DNS does; a zone that has not
-// answered by then counts as not listing ip.
+// Lookup returns the first zone, in configuration order, that lists ip,
+// with the answer that counted. It queries every zone at once and returns
+// within the Checker's timeout (or when ctx ends, if sooner), whatever the
+// DNS does; a zone that has not answered by then counts as not listing ip.
 //
 // err reports the zones whose lookup failed, as *LookupError values (see
 // LookupErrors); it never changes the answer: a failed zone simply does not
-// list ip, and a later zone may. A nil Checker, a Checker without zones or
-// an invalid ip list nothing and send no query.
-func (c *Checker) Listed(ctx context.Context, ip netip.Addr) (l Listing, listed bool, err error) {
+// list ip, and a later zone may. Zones after the one that lists ip are not
+// waited for, so their failures are not reported. A nil Checker, a Checker
+// without zones or an invalid ip list nothing and send no query.
+func (c *Checker) Lookup(ctx context.Context, ip netip.Addr) (l Listing, listed bool, err error) {
 	ip = ip.Unmap().WithZone("")
 	if c == nil || len(c.zones) == 0 || !ip.IsValid() {
 		return Listing{}, false, nil
@@ -177,6 +178,13 @@ func (c *Checker) Listed(ctx context.Context, ip netip.Addr) (l Listing, listed 
 		}
 	}
 	return Listing{}, false, errors.Join(errs...)
+}
+
+// Listed is Lookup without the answer: the name of the first zone that
+// lists ip (greylist.DNSList).
+func (c *Checker) Listed(ctx context.Context, ip netip.Addr) (zone string, listed bool, err error) {
+	l, listed, err := c.Lookup(ctx, ip)
+	return l.Zone, listed, err
 }
 
 // answer is the outcome of one zone's lookup.

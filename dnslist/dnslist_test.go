@@ -12,6 +12,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/dnslist"
+	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/internal/testdns"
 )
 
@@ -54,7 +55,7 @@ func newChecker(t *testing.T, timeout time.Duration, specs ...string) (*testdns.
 	return srv, dnslist.New(r, timeout, zones(t, specs...))
 }
 
-func TestListed(t *testing.T) {
+func TestLookup(t *testing.T) {
 	tests := []struct {
 		name    string
 		zone    string
@@ -83,9 +84,9 @@ func TestListed(t *testing.T) {
 			if len(tt.answers) > 0 {
 				srv.SetA(clientRev+zone, tt.answers...)
 			}
-			l, listed, err := c.Listed(testCtx(t), netip.MustParseAddr(client))
+			l, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(client))
 			if listed != tt.listed {
-				t.Fatalf("Listed = %+v %v (%v), want listed=%v", l, listed, err, tt.listed)
+				t.Fatalf("Lookup = %+v %v (%v), want listed=%v", l, listed, err, tt.listed)
 			}
 			if listed && (l.Zone != zone || l.Answer != netip.MustParseAddr(tt.answer)) {
 				t.Errorf("Listing = %+v, want %s answering %s", l, zone, tt.answer)
@@ -112,6 +113,27 @@ func TestListed(t *testing.T) {
 	}
 }
 
+// The engine asks a Checker through greylist.DNSList.
+var _ greylist.DNSList = (*dnslist.Checker)(nil)
+
+// Listed is Lookup's decision, for the engine.
+func TestListedIsLookup(t *testing.T) {
+	srv, c := newChecker(t, short, "one.test", "two.test")
+	srv.SetModeFor(clientRev+"one.test", testdns.ServFail)
+	srv.SetA(clientRev+"two.test", "127.0.0.2")
+	for _, ip := range []string{client, "192.0.2.2"} {
+		l, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(ip))
+		zone, listed2, err2 := c.Listed(testCtx(t), netip.MustParseAddr(ip))
+		if zone != l.Zone || listed2 != listed || (err == nil) != (err2 == nil) {
+			t.Errorf("%s: Listed = %q %v %v, Lookup = %+v %v %v", ip, zone, listed2, err2, l, listed, err)
+		}
+	}
+	var none *dnslist.Checker
+	if zone, listed, err := none.Listed(testCtx(t), netip.MustParseAddr(client)); zone != "" || listed || err != nil {
+		t.Errorf("nil Checker: Listed = %q %v %v", zone, listed, err)
+	}
+}
+
 // Query names: reversed octets for IPv4 (with RFC 5782's test entries,
 // 127.0.0.2 listed and 127.0.0.1 not), reversed nibbles for IPv6 (the
 // RFC's example address); a client in IPv4-mapped form is asked about as
@@ -132,9 +154,9 @@ func TestQueryNames(t *testing.T) {
 		{"2001:db8:1:2:3:4:567:89ac", false},
 		{"2001:db8:1:2:3:4:567:89ab%eth0", true},
 	} {
-		_, listed, err := c.Listed(testCtx(t), netip.MustParseAddr(tt.ip))
+		_, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(tt.ip))
 		if listed != tt.listed || err != nil {
-			t.Errorf("Listed(%s) = %v (%v), want %v", tt.ip, listed, err, tt.listed)
+			t.Errorf("Lookup(%s) = %v (%v), want %v", tt.ip, listed, err, tt.listed)
 		}
 	}
 }
@@ -152,9 +174,9 @@ func TestNoQueryWithoutZones(t *testing.T) {
 		{"no zones", dnslist.New(r, 0, nil), netip.MustParseAddr(client)},
 		{"invalid address", dnslist.New(r, 0, zones(t, "bl.test")), netip.Addr{}},
 	} {
-		l, listed, err := tt.c.Listed(testCtx(t), tt.ip)
+		l, listed, err := tt.c.Lookup(testCtx(t), tt.ip)
 		if listed || err != nil || l != (dnslist.Listing{}) {
-			t.Errorf("%s: Listed = %+v %v %v", tt.name, l, listed, err)
+			t.Errorf("%s: Lookup = %+v %v %v", tt.name, l, listed, err)
 		}
 	}
 	if n := srv.Queries(); n != 0 {
@@ -179,10 +201,10 @@ func TestFailuresAreNotListed(t *testing.T) {
 			srv.SetA(clientRev+"bl.test", "127.0.0.2")
 			srv.SetMode(tt.mode)
 			start := time.Now()
-			l, listed, err := c.Listed(testCtx(t), netip.MustParseAddr(client))
+			l, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(client))
 			t.Logf("returned after %v (timeout %v)", time.Since(start).Round(time.Millisecond), short)
 			if listed {
-				t.Fatalf("Listed = %+v, want not listed on a failure", l)
+				t.Fatalf("Lookup = %+v, want not listed on a failure", l)
 			}
 			le := dnslist.LookupErrors(err)
 			if len(le) != 1 || le[0].Zone != "bl.test" {
@@ -198,7 +220,7 @@ func TestFailuresAreNotListed(t *testing.T) {
 	}
 }
 
-// hangingResolver never answers and ignores its context: only Listed's own
+// hangingResolver never answers and ignores its context: only Lookup's own
 // deadline can end the wait. release frees the stuck lookups.
 func hangingResolver(t *testing.T) *net.Resolver {
 	release := make(chan struct{})
@@ -228,12 +250,12 @@ func (c hangingConn) SetWriteDeadline(time.Time) error { return nil }
 func (c hangingConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
 func (c hangingConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 
-// Listed returns by its deadline even when the resolver does not.
+// Lookup returns by its deadline even when the resolver does not.
 func TestDeadlineEvenIfTheResolverHangs(t *testing.T) {
 	c := dnslist.New(hangingResolver(t), short, zones(t, "a.test", "b.test"))
 	done := make(chan error, 1)
 	go func() {
-		_, listed, err := c.Listed(context.Background(), netip.MustParseAddr(client))
+		_, listed, err := c.Lookup(context.Background(), netip.MustParseAddr(client))
 		if listed {
 			err = errors.New("listed")
 		}
@@ -246,20 +268,20 @@ func TestDeadlineEvenIfTheResolverHangs(t *testing.T) {
 			t.Errorf("error %v: want a timeout for each zone, in order", err)
 		}
 	case <-testCtx(t).Done():
-		t.Fatal("Listed still waiting for a resolver that never answers")
+		t.Fatal("Lookup still waiting for a resolver that never answers")
 	}
 }
 
-// The caller's context bounds Listed too.
+// The caller's context bounds Lookup too.
 func TestCallerContext(t *testing.T) {
 	srv, c := newChecker(t, time.Hour, "bl.test")
 	srv.SetMode(testdns.Drop)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	cancel()
-	_, listed, err := c.Listed(ctx, netip.MustParseAddr(client))
+	_, listed, err := c.Lookup(ctx, netip.MustParseAddr(client))
 	le := dnslist.LookupErrors(err)
 	if listed || len(le) != 1 || !errors.Is(err, context.Canceled) || le[0].Timeout() {
-		t.Errorf("Listed with a cancelled context = %v, %v", listed, err)
+		t.Errorf("Lookup with a cancelled context = %v, %v", listed, err)
 	}
 }
 
@@ -330,9 +352,9 @@ func TestZoneOrder(t *testing.T) {
 			// A timeout with room for the slow answer of one case.
 			srv, c := newChecker(t, time.Second, "one.test", "two.test", "three.test")
 			tt.setup(srv)
-			l, listed, err := c.Listed(testCtx(t), netip.MustParseAddr(client))
+			l, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(client))
 			if listed != (tt.listed != "") || l.Zone != tt.listed {
-				t.Errorf("Listed = %+v %v, want zone %q", l, listed, tt.listed)
+				t.Errorf("Lookup = %+v %v, want zone %q", l, listed, tt.listed)
 			}
 			var failed []string
 			for _, le := range dnslist.LookupErrors(err) {
@@ -368,9 +390,9 @@ func TestZonesInParallel(t *testing.T) {
 		return dial(ctx, network, address)
 	}
 	c := dnslist.New(r, 10*time.Second, zones(t, "one.test", "two.test", "three.test", "four.test"))
-	l, listed, err := c.Listed(testCtx(t), netip.MustParseAddr(client))
+	l, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(client))
 	if !listed || l.Zone != "four.test" || err != nil {
-		t.Errorf("Listed = %+v %v %v, want four.test", l, listed, err)
+		t.Errorf("Lookup = %+v %v %v, want four.test", l, listed, err)
 	}
 }
 
@@ -381,7 +403,7 @@ func TestConcurrentUse(t *testing.T) {
 	errc := make(chan error, 8)
 	for range 8 {
 		go func() {
-			l, listed, err := c.Listed(testCtx(t), netip.MustParseAddr(client))
+			l, listed, err := c.Lookup(testCtx(t), netip.MustParseAddr(client))
 			if err == nil && (!listed || l.Zone != "wl.test") {
 				err = errors.New("not listed in wl.test")
 			}

@@ -6,6 +6,9 @@ import (
 	"testing"
 )
 
+// The engine asks NamePatterns through Lists.DynamicNames.
+var _ NameMatcher = (*NamePatterns)(nil)
+
 // Names of access lines, in the shapes large ISPs use, and names of mail
 // servers, which the default list must tell apart.
 func TestDefaultNamePatterns(t *testing.T) {
