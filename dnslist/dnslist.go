@@ -47,8 +47,8 @@ import (
 	"github.com/milter-grey/milter-grey/auth"
 )
 
-// ErrBadAnswer is the error of a lookup whose only answers are error
-// answers: the list refused the query, or a resolver answered for a name
+// ErrBadAnswer is the error of a lookup that got error answers and no
+// listing: the list refused the query, or a resolver answered for a name
 // that does not exist.
 var ErrBadAnswer = errors.New("answer is not a listing (query refused by the list, or a resolver answering for names that do not exist)")
 
