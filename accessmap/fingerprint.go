@@ -1,6 +1,7 @@
 package accessmap
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"strconv"
@@ -18,21 +19,30 @@ type Fingerprint string
 // Stat returns the current fingerprint of paths (given as to Load, table
 // types allowed). A caller polls it and calls Load again when it differs
 // from the Table's Fingerprint. The error is Load's for a missing or
-// unreadable file.
+// unreadable file; a missing file still counts in the fingerprint, as
+// absent, so that one that may be missing (an optional list) is noticed
+// when it appears.
 func Stat(paths ...string) (Fingerprint, error) {
 	var fp fingerprintBuilder
+	var first error
 	for _, p := range paths {
 		path, err := sourcePath(p)
 		if err != nil {
 			return "", err
 		}
 		fi, err := os.Stat(path)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			fp.absent(path)
+		} else if err == nil {
+			fp.add(path, fi)
+		} else {
 			return "", err
 		}
-		fp.add(path, fi)
+		if first == nil {
+			first = err
+		}
 	}
-	return fp.fingerprint(), nil
+	return fp.fingerprint(), first
 }
 
 type fingerprintBuilder struct{ b strings.Builder }
@@ -45,6 +55,11 @@ func (f *fingerprintBuilder) add(path string, fi fs.FileInfo) {
 		f.b.WriteString(strconv.FormatUint(n, 16))
 	}
 	f.b.WriteByte('\n')
+}
+
+func (f *fingerprintBuilder) absent(path string) {
+	f.b.WriteString(strconv.Quote(path))
+	f.b.WriteString(" absent\n")
 }
 
 func (f *fingerprintBuilder) fingerprint() Fingerprint { return Fingerprint(f.b.String()) }

@@ -76,6 +76,29 @@ func TestFingerprint(t *testing.T) {
 			t.Errorf("error %v", err)
 		}
 	})
+	t.Run("a missing file counts as absent: the others' changes and its appearance are seen", func(t *testing.T) {
+		missing := filepath.Join(dir, "appears")
+		fp1, _ := Stat(a, missing)
+		if fp1 == "" {
+			t.Fatal("no fingerprint with a missing file")
+		}
+		if fp2, _ := Stat(a, missing); fp2 != fp1 {
+			t.Errorf("fingerprint changed without a change: %q, %q", fp1, fp2)
+		}
+		later := time.Now().Add(2 * time.Hour)
+		if err := os.Chtimes(a, later, later); err != nil {
+			t.Fatal(err)
+		}
+		fp2, _ := Stat(a, missing)
+		if fp2 == fp1 {
+			t.Errorf("a change to %s went unseen beside a missing file", a)
+		}
+		writeFile(t, missing, "example.net OK\n")
+		fp3, err := Stat(a, missing)
+		if err != nil || fp3 == fp2 {
+			t.Errorf("after the file appeared: %q, %v; want a new fingerprint, no error", fp3, err)
+		}
+	})
 	t.Run("tables from Parse have none", func(t *testing.T) {
 		if tb, _ := parse(t, DefaultOptions(), "a.test OK"); tb.Fingerprint() != "" {
 			t.Errorf("fingerprint %q", tb.Fingerprint())
