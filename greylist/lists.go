@@ -1,11 +1,8 @@
 package greylist
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 )
@@ -69,10 +66,19 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
 
-// ClientList matches clients by address or host name: an IP, a CIDR prefix,
-// a host name (which also matches its subdomains, as in Postgrey's
-// whitelist_clients), ".domain" (subdomains only) or "/regexp/" on the name.
-// Names are only ever compared with a forward-confirmed client name.
+// ClientList matches clients by address or host name, with the entries of
+// Postgrey's whitelist_clients: an IP address, a CIDR prefix, a partial IPv4
+// address ("192.0.2" is 192.0.2.0/24, "10.1" is 10.1.0.0/16), a host name
+// (which also matches its subdomains), ".domain" (subdomains only) or
+// "/regexp/" on the name, case-insensitive and unanchored. Names are only
+// ever compared with a forward-confirmed client name.
+//
+// Postgrey 1.37 documents the partial forms as "leave off one number" but
+// builds a /24 for "a.b" too (a.b.0.0/24, not the a.b.0.0/16 its own code
+// comment and Postfix's access(5) mean); milter-grey reads "a.b" as the /16.
+// A single number ("10") is refused: Postgrey reads it as a host name that
+// no client has, and Postfix as a /8, and neither is what a list should
+// say silently.
 type ClientList struct {
 	nets    Networks
 	names   []string // "example.com": the name and its subdomains
@@ -90,7 +96,11 @@ func (l *ClientList) Add(entry string) error {
 		}
 		l.regexps = append(l.regexps, re)
 	case looksLikeAddr(entry):
-		return l.nets.Add(entry)
+		p, err := parseClientPrefix(entry)
+		if err != nil {
+			return err
+		}
+		l.nets.prefixes = append(l.nets.prefixes, p)
 	case strings.HasPrefix(entry, "."):
 		name, err := hostName(entry[1:])
 		if err != nil {
@@ -144,6 +154,32 @@ func (l *ClientList) Len() int {
 		return 0
 	}
 	return l.nets.Len() + len(l.names) + len(l.dotted) + len(l.regexps)
+}
+
+// parseClientPrefix is parsePrefix with Postgrey's partial IPv4 forms.
+func parseClientPrefix(s string) (netip.Prefix, error) {
+	if strings.ContainsAny(s, ":/") {
+		return parsePrefix(s)
+	}
+	var suffix string
+	var bits int
+	switch strings.Count(s, ".") {
+	case 3:
+		return parsePrefix(s)
+	case 2:
+		suffix, bits = ".0", 24
+	case 1:
+		suffix, bits = ".0.0", 16
+	case 0:
+		return netip.Prefix{}, fmt.Errorf("bad IP address %q: write at least two numbers (\"10.1\" is 10.1.0.0/16) or a CIDR prefix", s)
+	default:
+		return netip.Prefix{}, fmt.Errorf("bad IP address %q", s)
+	}
+	ip, err := netip.ParseAddr(s + suffix)
+	if err != nil || !ip.Is4() {
+		return netip.Prefix{}, fmt.Errorf("bad partial IPv4 address %q", s)
+	}
+	return netip.PrefixFrom(ip, bits), nil
 }
 
 func looksLikeAddr(s string) bool {
@@ -258,41 +294,4 @@ func (l *RecipientList) Len() int {
 		return 0
 	}
 	return len(l.addrs) + len(l.locals) + len(l.domains) + len(l.dotted) + len(l.regexps)
-}
-
-// ReadListFile reads a list file: one entry per line (the first word; the
-// rest of the line is ignored, so Postgrey's files load unchanged), '#'
-// starts a comment, blank lines are skipped. Errors name the file and line.
-func ReadListFile(path string, add func(entry string) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return ReadList(path, f, add)
-}
-
-// ReadList is ReadListFile on an open reader; name is used in errors.
-func ReadList(name string, r io.Reader, add func(entry string) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 64*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		fields := strings.Fields(text)
-		if len(fields) == 0 {
-			continue
-		}
-		if err := add(fields[0]); err != nil {
-			return fmt.Errorf("%s:%d: %w", name, line, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s:%d: %w", name, line+1, err)
-	}
-	return nil
 }

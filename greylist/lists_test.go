@@ -1,11 +1,7 @@
 package greylist
 
 import (
-	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -102,6 +98,8 @@ func TestClientList(t *testing.T) {
 		"192.0.2.7",
 		"198.51.100.0/24",
 		"2001:db8:5::/48",
+		"100.64.1",                // Postgrey's partial IPv4: a /24
+		"10.20",                   // and a /16
 		"Example.COM",             // the name and its subdomains
 		".example.net",            // subdomains only
 		`/^mx\d+\.example\.org$/`, // a regexp on the name
@@ -116,6 +114,11 @@ func TestClientList(t *testing.T) {
 		{"CIDR entry", "198.51.100.200", "", "198.51.100.0/24"},
 		{"IPv6 CIDR entry", "2001:db8:5:1::25", "", "2001:db8:5::/48"},
 		{"IP entry with an unrelated name", "192.0.2.7", "mail.other.test", "192.0.2.7/32"},
+		{"a.b.c matches its /24", "100.64.1.255", "", "100.64.1.0/24"},
+		{"a.b.c does not match the next /24", "100.64.2.1", "", ""},
+		{"a.b matches its /16", "10.20.255.1", "", "10.20.0.0/16"},
+		{"a.b does not match the next /16", "10.21.0.1", "", ""},
+		{"a mapped client inside a partial entry", "::ffff:100.64.1.9", "", "100.64.1.0/24"},
 		{"name matches itself", "203.0.113.1", "example.com", "example.com"},
 		{"name matches its subdomains", "203.0.113.1", "mx1.mail.example.com", "example.com"},
 		{"name comparison is case-insensitive", "203.0.113.1", "MX.Example.Com", "example.com"},
@@ -151,8 +154,8 @@ func TestClientList(t *testing.T) {
 			t.Error("nil ClientList matched or has entries")
 		}
 	})
-	if l.Len() != 6 {
-		t.Errorf("Len = %d, want 6", l.Len())
+	if l.Len() != 8 {
+		t.Errorf("Len = %d, want 8", l.Len())
 	}
 }
 
@@ -160,6 +163,13 @@ func TestClientListRejectsBadEntries(t *testing.T) {
 	for _, e := range []string{
 		"192.0.2.300",
 		"10.0.0.0/40",
+		"10",        // one number: Postgrey matches no client with it
+		"192.0.300", // a partial address out of range
+		"192.0.2.",  // a trailing dot is not a partial address
+		"10..2",     // nor an empty number
+		"010.1",     // nor a leading zero (octal to inet_aton)
+		"192.0/16",  // a partial address takes no prefix length
+		"1.2.3.4.5", // five numbers
 		"/[unclosed/",
 		"user@example.com",
 		"*.example.com",
@@ -246,69 +256,4 @@ func TestRecipientListRejectsBadEntries(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestReadList(t *testing.T) {
-	errBad := errors.New("bad entry")
-	cases := []struct {
-		name    string
-		text    string
-		want    []string
-		wantErr string // prefix of the error, "" for none
-	}{
-		{"one entry a line", "a\nb\nc\n", []string{"a", "b", "c"}, ""},
-		{"last line without newline", "a\nb", []string{"a", "b"}, ""},
-		{"comment lines skipped", "# header\na\n  # indented comment\nb\n", []string{"a", "b"}, ""},
-		{"comment after an entry", "a # the first\nb#tight\n", []string{"a", "b"}, ""},
-		{"blank and space-only lines skipped", "\n\na\n \t \nb\n\n", []string{"a", "b"}, ""},
-		{"only the first word is used", "a OK\nb   reason words here\n\tc\tx\n", []string{"a", "b", "c"}, ""},
-		{"CRLF line ends", "a\r\nb\r\n", []string{"a", "b"}, ""},
-		{"empty file", "", nil, ""},
-		{"error names the line", "# comment\n\ngood\nbad\ngood\n", []string{"good"}, "test.list:4: bad entry"},
-		{"error on the first line", "bad\n", nil, "test.list:1: bad entry"},
-		{"line too long", "good\n" + strings.Repeat("x", 70*1024) + "\n", []string{"good"}, "test.list:2: "},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var got []string
-			err := ReadList("test.list", strings.NewReader(c.text), func(e string) error {
-				if e == "bad" {
-					return errBad
-				}
-				got = append(got, e)
-				return nil
-			})
-			switch {
-			case c.wantErr == "" && err != nil:
-				t.Fatalf("ReadList: %v", err)
-			case c.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), c.wantErr)):
-				t.Fatalf("ReadList error = %v, want %q…", err, c.wantErr)
-			case c.wantErr == "test.list:4: bad entry" && !errors.Is(err, errBad):
-				t.Errorf("error %v does not wrap the entry's error", err)
-			}
-			if strings.Join(got, ",") != strings.Join(c.want, ",") {
-				t.Errorf("entries = %q, want %q", got, c.want)
-			}
-		})
-	}
-}
-
-func TestReadListFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "whitelist_clients")
-	text := "# Postgrey-style list\n192.0.2.0/24\nexample.com  # a name\n\n999.1.1.1\n"
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var l ClientList
-	err := ReadListFile(path, l.Add)
-	if err == nil || !strings.HasPrefix(err.Error(), path+":5: ") {
-		t.Fatalf("ReadListFile = %v, want an error at %s:5", err, path)
-	}
-	t.Run("missing file", func(t *testing.T) {
-		err := ReadListFile(filepath.Join(dir, "absent"), l.Add)
-		if !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("ReadListFile(absent) = %v, want ErrNotExist", err)
-		}
-	})
 }

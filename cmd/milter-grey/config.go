@@ -198,6 +198,8 @@ func (c *config) resolvePaths() {
 			typ := ""
 			if l == &c.BypassSenderFiles {
 				typ, p = splitTableType(p)
+			} else if path, optional := greylist.ListFilePath(p); optional {
+				typ, p = greylist.OptionalListPrefix, path
 			}
 			if p != "" && !filepath.IsAbs(p) {
 				(*l)[i] = typ + filepath.Join(dir, p)
@@ -387,18 +389,27 @@ func (c *config) lists() (*greylist.Lists, error) {
 }
 
 // listFiles are every list file the configuration names, for change
-// detection.
+// detection: an optional file is watched too, so that creating it reloads.
 func (c *config) listFiles() []string {
 	var all []string
-	for _, l := range [][]string{c.WhitelistClientFiles, c.WhitelistRecipientFiles, c.NeverAutoWhitelistFiles, c.BypassSenderFiles} {
-		all = append(all, l...)
+	for _, l := range [][]string{c.WhitelistClientFiles, c.WhitelistRecipientFiles, c.NeverAutoWhitelistFiles} {
+		for _, name := range l {
+			path, _ := greylist.ListFilePath(name)
+			all = append(all, path)
+		}
 	}
-	return all
+	return append(all, c.BypassSenderFiles...)
 }
 
-// listsWarn is lists with the warnings of the bypass files (entries that
-// load but are not bypasses, such as REJECT).
-func (c *config) listsWarn() (*greylist.Lists, []accessmap.Warning, error) {
+// listNotes is what loading the lists found that does not stop them from
+// loading but that the admin must be told.
+type listNotes struct {
+	bypass []accessmap.Warning // bypass entries that bypass nothing (REJECT, …)
+	lists  greylist.ListReport // list lines skipped, optional files absent
+}
+
+// listsWarn is lists with the notes on what loaded with a warning.
+func (c *config) listsWarn() (*greylist.Lists, listNotes, error) {
 	data := c.data
 	l := &greylist.Lists{
 		Trusted:            &greylist.Networks{},
@@ -414,9 +425,10 @@ func (c *config) listsWarn() (*greylist.Lists, []accessmap.Warning, error) {
 		}
 		return nil
 	}
+	var notes listNotes
 	files := func(key string, paths []string, add func(string) error) error {
 		for _, p := range paths {
-			if err := greylist.ReadListFile(p, add); err != nil {
+			if err := notes.lists.ReadFile(p, add); err != nil {
 				return fmt.Errorf("%s (from %s): %w", key, c.path, err)
 			}
 		}
@@ -430,7 +442,7 @@ func (c *config) listsWarn() (*greylist.Lists, []accessmap.Warning, error) {
 	}
 	for _, err := range steps {
 		if err != nil {
-			return nil, nil, err
+			return nil, notes, err
 		}
 	}
 	for _, err := range []error{
@@ -439,21 +451,20 @@ func (c *config) listsWarn() (*greylist.Lists, []accessmap.Warning, error) {
 		files("never_auto_whitelist_files", c.NeverAutoWhitelistFiles, l.NeverAutoWhitelist.Add),
 	} {
 		if err != nil {
-			return nil, nil, err
+			return nil, notes, err
 		}
 	}
-	var warnings []accessmap.Warning
 	if len(c.BypassSenderFiles) > 0 {
 		opts := accessmap.DefaultOptions()
 		opts.Delimiters = c.RecipientDelimiter
 		opts.ParentDomainMatchesSubdomains = c.ParentDomainMatchesSubdomains
 		t, w, err := accessmap.Load(opts, c.BypassSenderFiles...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bypass_sender_files (from %s): %w", c.path, err)
+			return nil, notes, fmt.Errorf("bypass_sender_files (from %s): %w", c.path, err)
 		}
-		l.Bypass, warnings = t, w
+		l.Bypass, notes.bypass = t, w
 	}
-	return l, warnings, nil
+	return l, notes, nil
 }
 
 // sameExceptLists reports whether c and o differ only in their lists.

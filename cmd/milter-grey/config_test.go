@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/milter-grey/milter-grey/greylist"
 )
 
 // fullConfig is testdata/config/full.toml, where every key differs from
@@ -311,19 +314,25 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 	}
 }
 
-// An entry in a list file is reported at its own file and line, with the
-// key that named the file.
-func TestListFileErrorsNameFileAndLine(t *testing.T) {
+// A list file line that cannot be parsed does not stop the configuration
+// from loading: it is skipped and reported at its own file and line, with
+// its value, and the file's other entries load.
+func TestListFileBadLinesAreSkippedAndReported(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		key   string
 		lines string
 		line  int
+		value string
 		text  string
+		count func(*greylist.Lists) int
 	}{
-		{"a bad recipient", "whitelist_recipient_files", "# recipients\nvip@\n@ # oops\n", 3, `bad recipient "@"`},
-		{"a bad client regexp", "whitelist_client_files", "mail.example.com\n\n\n/(/\n", 4, "bad regexp"},
-		{"a bad client CIDR", "never_auto_whitelist_files", "10.0.0.0/40\n", 1, "bad CIDR"},
+		{"a bad recipient", "whitelist_recipient_files", "# recipients\nvip@\n@ # oops\n", 3, "@", `bad recipient "@"`,
+			func(l *greylist.Lists) int { return l.Recipients.Len() }},
+		{"a bad client regexp", "whitelist_client_files", "mail.example.com\n\n\n/(/\n", 4, "/(/", "bad regexp",
+			func(l *greylist.Lists) int { return l.Clients.Len() }},
+		{"a bad client CIDR", "never_auto_whitelist_files", "10.0.0.0/40\n192.0.2\n", 1, "10.0.0.0/40", "bad CIDR",
+			func(l *greylist.Lists) int { return l.NeverAutoWhitelist.Len() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -335,17 +344,62 @@ func TestListFileErrorsNameFileAndLine(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.key+" = ["+strconv.Quote(list)+"]\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := loadConfig(path, false)
-			if err == nil {
-				t.Fatal("loadConfig succeeded")
+			c, err := loadConfig(path, false)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
 			}
-			msg := err.Error()
-			for _, want := range []string{list + ":" + strconv.Itoa(tc.line) + ": ", tc.key, path, tc.text} {
-				if !strings.Contains(msg, want) {
-					t.Errorf("error %q does not contain %q", msg, want)
-				}
+			l, notes, err := c.listsWarn()
+			if err != nil {
+				t.Fatalf("listsWarn: %v", err)
+			}
+			if n := tc.count(l); n != 1 {
+				t.Errorf("%d entries loaded, want the file's one good entry", n)
+			}
+			if len(notes.lists.Skipped) != 1 {
+				t.Fatalf("skipped lines %v, want one", notes.lists.Skipped)
+			}
+			s := notes.lists.Skipped[0]
+			if s.File != list || s.Line != tc.line || s.Value != tc.value || !strings.Contains(s.Error(), tc.text) {
+				t.Errorf("skipped %+v (%v), want %s:%d value %q saying %q", s, s, list, tc.line, tc.value, tc.text)
 			}
 		})
+	}
+}
+
+// A list file named with the "?" prefix may be absent, as Postgrey's
+// ".local" files may; a relative one is relative to the configuration.
+func TestOptionalListFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "milter-grey.toml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`whitelist_client_files = ["?clients.local", "?` + filepath.Join(dir, "absent") + `"]` + "\n")
+	c, err := loadConfig(path, false)
+	if err != nil {
+		t.Fatalf("loadConfig with absent optional files: %v", err)
+	}
+	want := []string{"?" + filepath.Join(dir, "clients.local"), "?" + filepath.Join(dir, "absent")}
+	if !slices.Equal(c.WhitelistClientFiles, want) {
+		t.Errorf("files resolved to %q, want %q", c.WhitelistClientFiles, want)
+	}
+	_, notes, err := c.listsWarn()
+	if err != nil || !slices.Equal(notes.lists.Absent, []string{filepath.Join(dir, "clients.local"), filepath.Join(dir, "absent")}) {
+		t.Errorf("listsWarn: absent %q, err %v; want both files absent, no error", notes.lists.Absent, err)
+	}
+	if files := c.listFiles(); !slices.Equal(files, []string{filepath.Join(dir, "clients.local"), filepath.Join(dir, "absent")}) {
+		t.Errorf("watched files %q, want the paths without the prefix", files)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "clients.local"), []byte("192.0.2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, notes, err := c.listsWarn()
+	if err != nil || len(notes.lists.Absent) != 1 || l.Clients.Len() != 1 {
+		t.Errorf("after creating clients.local: %d entries, absent %q, err %v; want 1, one, none", l.Clients.Len(), notes.lists.Absent, err)
 	}
 }
 

@@ -314,9 +314,21 @@ func runCheckConfig(o *options, _ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
 	}
-	_, warnings, _ := c.listsWarn() // errors were reported by loadConfig
-	for _, w := range warnings {
+	_, notes, _ := c.listsWarn() // errors were reported by loadConfig
+	for _, w := range notes.bypass {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	for _, path := range notes.lists.Absent {
+		fmt.Fprintf(stdout, "%s: optional list file absent; skipped\n", path)
+	}
+	// serve skips a line it cannot parse and runs; here it is a failure,
+	// so that a broken list is seen before it is deployed.
+	for _, e := range notes.lists.Skipped {
+		fmt.Fprintf(stderr, "milter-grey: %v (serve skips this line)\n", e)
+	}
+	if n := len(notes.lists.Skipped); n > 0 {
+		fmt.Fprintf(stderr, "milter-grey: %s: %d list line(s) cannot be parsed\n", c.path, n)
+		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", c.path)
 	return 0

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -10,6 +11,10 @@ import (
 func TestRun(t *testing.T) {
 	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10025\"\ndelya = \"5m\"\n")
 	missing := filepath.Join(t.TempDir(), "absent.toml")
+	badList := writeFile(t, "clients", "192.0.2\n# a comment\n10\n")
+	withBadList := writeFile(t, "badlist.toml", "whitelist_client_files = ["+strconv.Quote(badList)+"]\n")
+	absentLocal := filepath.Join(t.TempDir(), "clients.local")
+	withAbsentLocal := writeFile(t, "local.toml", "whitelist_client_files = [\"?"+absentLocal+"\"]\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -31,6 +36,16 @@ func TestRun(t *testing.T) {
 			name: "check-config of a missing explicit file fails",
 			args: []string{"check-config", "-config", missing},
 			code: 1, stderr: []string{missing, "no such file"},
+		},
+		{
+			name: "check-config fails on a list line that serve would skip",
+			args: []string{"check-config", "-config", withBadList},
+			code: 1, stderr: []string{badList + `:3: bad IP address "10"`, "serve skips this line", "1 list line(s) cannot be parsed"},
+		},
+		{
+			name: "check-config accepts an absent optional list file and says so",
+			args: []string{"check-config", "-config", withAbsentLocal},
+			code: 0, stdout: absentLocal + ": optional list file absent; skipped\n" + withAbsentLocal + ": OK\n",
 		},
 		{
 			name: "serve with a bad file fails before starting",

@@ -97,11 +97,11 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 		}
 	}
 
-	lists, warnings, err := c.listsWarn()
+	lists, notes, err := c.listsWarn()
 	if err != nil {
 		return nil, err
 	}
-	logListWarnings(log, warnings)
+	logListWarnings(log, notes)
 	fingerprint, _ := accessmap.Stat(c.listFiles()...)
 	m := metrics.New(version())
 	rawStore, err := openStore(c.Store, c, log)
@@ -236,10 +236,18 @@ func bypassLen(l *greylist.Lists) int {
 	return l.Bypass.Len()
 }
 
-// logListWarnings reports bypass entries that load but bypass nothing
-// (REJECT and other actions, shadowed duplicates), with file and line.
-func logListWarnings(log *slog.Logger, ws []accessmap.Warning) {
-	for _, w := range ws {
+// logListWarnings reports what loaded with a warning, with file and line:
+// list lines skipped because they cannot be parsed, optional list files
+// that are absent, and bypass entries that bypass nothing (REJECT and
+// other actions, shadowed duplicates).
+func logListWarnings(log *slog.Logger, n listNotes) {
+	for _, e := range n.lists.Skipped {
+		log.Warn("list line skipped", "at", fmt.Sprintf("%s:%d", e.File, e.Line), "value", e.Value, "err", e.Err)
+	}
+	for _, path := range n.lists.Absent {
+		log.Info("optional list file absent; skipped", "file", path)
+	}
+	for _, w := range n.bypass {
 		log.Warn("bypass list entry", "warning", w.String())
 	}
 }
@@ -287,10 +295,10 @@ func (d *daemon) reload() {
 	fp, _ := accessmap.Stat(d.listFiles...)
 	if err == nil {
 		var lists *greylist.Lists
-		var warnings []accessmap.Warning
-		if lists, warnings, err = c.listsWarn(); err == nil {
+		var notes listNotes
+		if lists, notes, err = c.listsWarn(); err == nil {
 			d.fingerprint = fp
-			logListWarnings(d.log, warnings)
+			logListWarnings(d.log, notes)
 			d.engine.SetLists(lists)
 			d.metrics.ListReload(nil)
 			d.log.Info("lists reloaded", "config", d.cfg.path, "trusted", lists.Trusted.Len(),

@@ -281,6 +281,12 @@ func TestReloadSwapsListsAndKeepsThemWhenBroken(t *testing.T) {
 			logs: []string{"reload failed", filepath.Join(dir, "absent")},
 		},
 		{
+			name:   "a bad line in a list file is skipped with a warning; the rest reloads",
+			config: "whitelist_recipient_files = [" + strconv.Quote(writeFile(t, "rcpts", "boss@\n@ # a typo\n")) + "]\n",
+			vip:    false, boss: true,
+			logs: []string{"level=WARN msg=\"list line skipped\"", "rcpts:2", "value=@", "msg=\"lists reloaded\""},
+		},
+		{
 			name:   "a fixed file is taken again",
 			config: "whitelist_recipients = [\"boss@\"]\n",
 			vip:    false, boss: true,
@@ -314,5 +320,48 @@ func TestReloadSwapsListsAndKeepsThemWhenBroken(t *testing.T) {
 	}
 	if !strings.Contains(d.log.String(), "reason=rcpt-whitelist") {
 		t.Errorf("no rcpt-whitelist decision in the log:\n%s", d.log)
+	}
+}
+
+// An optional list file that is absent is skipped with an info line, and
+// watched: creating it reloads the lists, as editing a list file does, and
+// edits of the other files are still seen while it is absent.
+func TestOptionalListFileIsWatched(t *testing.T) {
+	dir := t.TempDir()
+	present := filepath.Join(dir, "whitelist_recipients")
+	local := filepath.Join(dir, "whitelist_recipients.local")
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(present, "vip@\n")
+	d := startDaemon(t, daemonConfig(t, dir, "whitelist_recipient_files = ["+strconv.Quote(present)+", \"?"+local+"\"]\n"))
+	if !strings.Contains(d.log.String(), "msg=\"optional list file absent; skipped\" file="+local) {
+		t.Errorf("no info line for the absent file:\n%s", d.log)
+	}
+	for _, step := range []struct {
+		name string
+		path string
+		text string
+		rcpt string
+	}{
+		{"an edit of the other file while the optional one is absent", present, "vip@\nceo@\n", "ceo@x"},
+		{"the optional file is created", local, "boss@\n", "boss@x"},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if d.listsChanged() {
+				t.Fatal("lists changed without a change")
+			}
+			write(step.path, step.text)
+			if !d.listsChanged() {
+				t.Fatal("the change went unnoticed")
+			}
+			d.reload()
+			if _, ok := d.engine.Lists().Recipients.Match(step.rcpt); !ok {
+				t.Errorf("%s is not whitelisted after the reload:\n%s", step.rcpt, d.log)
+			}
+		})
 	}
 }
