@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests drive (postfix, swaks,
-# miltertest, redis-server), only those missing, so reruns are fast.
+# miltertest, redis-server, postgrey), only those missing, so reruns are fast.
+# postgrey is there for its whitelist files, which the list tests load as
+# Debian installs them, and for the program, which they ask for its verdict.
 # Sendmail is not installed (it would replace Postfix): sendmail_test.go
 # unpacks Debian's sendmail debs privately; here come only what that needs,
 # m4 (to build a sendmail.cf) and the binary's shared libraries; and
@@ -8,8 +10,9 @@
 #
 # No system service is configured or started: Postfix is preseeded to "No
 # configuration" and, during the install, a policy-rc.d forbids service
-# starts (redis-server's would otherwise listen on 6379). The tests start
-# their own private instances on loopback. Run by `make test` and .ci/run.
+# starts (redis-server's would otherwise listen on 6379, postgrey's on
+# 10023). The tests start their own private instances on loopback. Run by
+# `make test` and .ci/run.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 export PATH=$PATH:/usr/sbin:/sbin
@@ -25,8 +28,8 @@ master_running() {
 	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
 }
 
-command -v dpkg-query >/dev/null || { log "not a Debian system: install postfix, swaks, miltertest and redis-server yourself"; exit 0; }
-packages=(postfix swaks miltertest redis-server ca-certificates make
+command -v dpkg-query >/dev/null || { log "not a Debian system: install postfix, swaks, miltertest, redis-server and postgrey yourself"; exit 0; }
+packages=(postfix swaks miltertest redis-server postgrey ca-certificates make
 	m4 libwrap0 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 libio-socket-inet6-perl
 	debootstrap systemd)
 missing=()

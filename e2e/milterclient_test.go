@@ -10,10 +10,11 @@ import (
 
 // envelope is what an MTA tells a milter about one message up to RCPT TO.
 type envelope struct {
-	ClientIP string // IPv4 or IPv6 literal
-	Helo     string
-	From     string
-	Rcpt     string
+	ClientIP   string // IPv4 or IPv6 literal
+	ClientName string // the name Postfix verified; "" for none ("unknown")
+	Helo       string
+	From       string
+	Rcpt       string
 }
 
 // milterRcpt plays an MTA with go-milter's client: one milter session with
@@ -39,11 +40,15 @@ func milterRcpt(addr string, env envelope) (*milter.Action, error) {
 	if ip := net.ParseIP(env.ClientIP); ip != nil && ip.To4() == nil {
 		family = milter.FamilyInet6
 	}
+	name := env.ClientName
+	if name == "" {
+		name = "unknown"
+	}
 	if err := s.Macros(milter.CodeConn, "j", "mx.e2e.test", "{daemon_name}", "mx.e2e.test",
-		"{client_addr}", env.ClientIP, "{client_name}", "unknown"); err != nil {
+		"{client_addr}", env.ClientIP, "{client_name}", name); err != nil {
 		return nil, err
 	}
-	if err := wantContinue("connect")(s.Conn("unknown", family, 25, env.ClientIP)); err != nil {
+	if err := wantContinue("connect")(s.Conn(name, family, 25, env.ClientIP)); err != nil {
 		return nil, err
 	}
 	if err := wantContinue("helo")(s.Helo(env.Helo)); err != nil {
