@@ -118,7 +118,8 @@ func debVerifyUnit(t *testing.T, analyze, unit string, extra ...string) {
 // TestDebianPackageInstallsServesAndRemoves builds the .deb with
 // packaging/build-deb.sh and installs it with dpkg -i in a fresh Debian 12
 // chroot: the system user and its 0700 state directory exist, the
-// configuration is a conffile, check-config passes, and the installed binary,
+// configuration and the starter client list are conffiles, check-config
+// passes (also with the client list enabled), and the installed binary,
 // run as milter-grey with the installed configuration (listen moved to a free
 // port, DNS kept on loopback), greylists a new triplet. dpkg -r removes the binary and keeps
 // the database, which a reinstall goes on using; dpkg --purge removes it.
@@ -167,8 +168,12 @@ func TestDebianPackageInstallsServesAndRemoves(t *testing.T) {
 	uid, gid := debCheckUser(t, must)
 	debCheckStateDir(t, root, uid, gid)
 	debCheckSameFile(t, filepath.Join(root, "etc/milter-grey/milter-grey.toml"), "../contrib/milter-grey.toml")
-	if c := must("dpkg-query", "-W", "-f=${Conffiles}", "milter-grey"); !strings.Contains(c, "/etc/milter-grey/milter-grey.toml ") {
-		t.Errorf("dpkg does not list /etc/milter-grey/milter-grey.toml as a conffile: %q", c)
+	debCheckSameFile(t, filepath.Join(root, "etc/milter-grey/whitelist_clients"), "../contrib/whitelist_clients")
+	conffiles := must("dpkg-query", "-W", "-f=${Conffiles}", "milter-grey")
+	for _, f := range []string{"/etc/milter-grey/milter-grey.toml", "/etc/milter-grey/whitelist_clients"} {
+		if !strings.Contains(conffiles, f+" ") {
+			t.Errorf("dpkg does not list %s as a conffile: %q", f, conffiles)
+		}
 	}
 	debCheckSameFile(t, filepath.Join(root, "lib/systemd/system/milter-grey.service"), "../contrib/milter-grey.service")
 	wants := filepath.Join(root, "etc/systemd/system/multi-user.target.wants/milter-grey.service")
@@ -180,6 +185,17 @@ func TestDebianPackageInstallsServesAndRemoves(t *testing.T) {
 	asUser := []string{"setpriv", "--reuid=milter-grey", "--regid=milter-grey", "--clear-groups", "--"}
 	if out := must(append(asUser, "/usr/sbin/milter-grey", "check-config")...); !strings.Contains(out, "/etc/milter-grey/milter-grey.toml: OK") {
 		t.Errorf("check-config of the installed configuration said:\n%s", out)
+	}
+	// The starter client list, enabled with the line README.Debian gives.
+	listConf := filepath.Join(root, "etc/milter-grey/e2e-list.toml")
+	if err := os.WriteFile(listConf, []byte(`whitelist_client_files = ["/etc/milter-grey/whitelist_clients", "?/etc/milter-grey/whitelist_clients.local"]`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := must(append(asUser, "/usr/sbin/milter-grey", "check-config", "-config", "/etc/milter-grey/e2e-list.toml")...); !strings.Contains(out, "/etc/milter-grey/e2e-list.toml: OK") {
+		t.Errorf("check-config with the starter client list said:\n%s", out)
+	}
+	if err := os.Remove(listConf); err != nil {
+		t.Fatal(err)
 	}
 	version := strings.TrimSpace(must("/usr/sbin/milter-grey", "version"))
 	if sha, err := exec.Command("git", "-C", "..", "rev-parse", "--short=12", "HEAD").Output(); err == nil &&
@@ -343,8 +359,8 @@ func debCheckArchive(t *testing.T, deb string) {
 		t.Errorf("package file %s, want %s", filepath.Base(deb), name)
 	}
 	conffiles, code := debRun(t, time.Minute, "", nil, "dpkg-deb", "--info", deb, "conffiles")
-	if code != 0 || strings.TrimSpace(conffiles) != "/etc/milter-grey/milter-grey.toml" {
-		t.Errorf("DEBIAN/conffiles = %q (exit %d), want /etc/milter-grey/milter-grey.toml", conffiles, code)
+	if want := "/etc/milter-grey/milter-grey.toml\n/etc/milter-grey/whitelist_clients"; code != 0 || strings.TrimSpace(conffiles) != want {
+		t.Errorf("DEBIAN/conffiles = %q (exit %d), want %q", conffiles, code, want)
 	}
 	contents, code := debRun(t, time.Minute, "", nil, "dpkg-deb", "--contents", deb)
 	if code != 0 {
@@ -361,6 +377,7 @@ func debCheckArchive(t *testing.T, deb string) {
 		"./usr/sbin/milter-grey":                           "-rwxr-xr-x root/root",
 		"./lib/systemd/system/milter-grey.service":         "-rw-r--r-- root/root",
 		"./etc/milter-grey/milter-grey.toml":               "-rw-r--r-- root/root",
+		"./etc/milter-grey/whitelist_clients":              "-rw-r--r-- root/root",
 		"./usr/share/doc/milter-grey/copyright":            "-rw-r--r-- root/root",
 		"./usr/share/doc/milter-grey/README.md":            "-rw-r--r-- root/root",
 		"./usr/share/doc/milter-grey/logging.md":           "-rw-r--r-- root/root",

@@ -120,6 +120,8 @@ chmod 0755 "$root/usr/sbin/$pkg"
 
 install -D -m 0644 contrib/milter-grey.service "$root/lib/systemd/system/milter-grey.service"
 install -D -m 0644 contrib/milter-grey.toml "$root/etc/milter-grey/milter-grey.toml"
+# The starter client list, off until the configuration names it.
+install -m 0644 contrib/whitelist_clients "$root/etc/milter-grey/whitelist_clients"
 
 doc=$root/usr/share/doc/$pkg
 install -D -m 0644 README.md "$doc/README.md"
