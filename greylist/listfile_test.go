@@ -3,8 +3,10 @@ package greylist
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -154,4 +156,61 @@ func TestListFilePath(t *testing.T) {
 			t.Errorf("ListFilePath(%q) = %q, %v; want %q, %v", c.name, path, optional, c.path, c.optional)
 		}
 	}
+}
+
+// FuzzListFile: any list text, as a third party might ship it, loads
+// without a panic: every entry line is either loaded or skipped with its
+// line number and value, and the lists that result can be matched against.
+func FuzzListFile(f *testing.F) {
+	for _, seed := range []string{
+		"# Postgrey's forms\n192.0.2\n10.1\n192.0.2.7\n198.51.100.0/24\n2001:db8::/32\nexample.com\n.example.net\n/^mx\\d+\\.example\\.org$/\n",
+		"10\n999.1.1\n192.0.2.\n010.1\n/(/\n/(?=x)/\n*.example.com\n",
+		"postmaster@\nuser@example.org\n@\n@example.org\na@b@c\n",
+		"a OK\r\nb # comment\n\t\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		var lines []int // the numbers of the lines that hold an entry
+		for i, l := range strings.Split(text, "\n") {
+			if before, _, _ := strings.Cut(l, "#"); len(strings.Fields(before)) > 0 {
+				lines = append(lines, i+1)
+			}
+		}
+		var clients ClientList
+		var rcpts RecipientList
+		for _, l := range []struct {
+			name string
+			add  func(string) error
+		}{{"clients", clients.Add}, {"recipients", rcpts.Add}} {
+			loaded := 0
+			var r ListReport
+			err := r.Read("f", strings.NewReader(text), func(e string) error {
+				err := l.add(e)
+				if err == nil {
+					loaded++
+				}
+				return err
+			})
+			if err != nil {
+				if !strings.HasPrefix(err.Error(), "f:") {
+					t.Fatalf("%s: error %q does not name the file", l.name, err)
+				}
+				return // a line too long for a list: the whole file is refused
+			}
+			if loaded+len(r.Skipped) != len(lines) {
+				t.Fatalf("%s: %d loaded + %d skipped, but %d entry lines", l.name, loaded, len(r.Skipped), len(lines))
+			}
+			for _, s := range r.Skipped {
+				if !slices.Contains(lines, s.Line) || s.Value == "" || strings.ContainsAny(s.Value, " \t\r\n#") ||
+					!strings.HasPrefix(s.Error(), fmt.Sprintf("f:%d: ", s.Line)) {
+					t.Fatalf("%s: skipped line %+v (%v) is not an entry line of the file", l.name, s, s)
+				}
+			}
+		}
+		for _, ip := range []string{"192.0.2.1", "10.1.2.3", "2001:db8::1", "::ffff:192.0.2.1"} {
+			clients.Match(netip.MustParseAddr(ip), "mx1.example.com")
+		}
+		rcpts.Match("postmaster@example.org")
+	})
 }
