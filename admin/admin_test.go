@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/milter-grey/milter-grey/envelope"
 	"io"
@@ -836,5 +837,95 @@ func TestDomainRecords(t *testing.T) {
 	}
 	if _, err := c.Record(ctx, "d:partner.example"); err == nil {
 		t.Error("show after delete: found")
+	}
+}
+
+// A merge (an import) adds what the store lacks and never undoes what the
+// store learned; what it writes lives as the daemon's policy says.
+func TestRestoreMergeKeepsWhatTheStoreLearned(t *testing.T) {
+	a := newTestAPI(t, nil)
+	ctx := context.Background()
+	now := a.clock.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	const (
+		kPassed  = "t:192.0.2.0/24 a@example.org b@example.net"
+		kPending = "t:192.0.2.0/24 c@example.org b@example.net"
+		kNew     = "t:198.51.100.0/24 d@example.org b@example.net"
+		kGone    = "t:198.51.100.0/24 e@example.org b@example.net"
+		kClient  = "c:192.0.2.0/24"
+	)
+	put := func(key string, rec greylist.Record) {
+		if err := a.store.Put(ctx, key, &rec, policy.Lifetime(&rec, now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(kPassed, greylist.Record{State: greylist.Passed, First: ago(time.Hour), Last: ago(time.Minute), Count: 4})
+	put(kPending, greylist.Record{State: greylist.Pending, First: ago(time.Minute), Last: ago(time.Minute), Count: 1})
+	put(kClient, greylist.Record{State: greylist.Passed, First: ago(48 * time.Hour), Last: ago(time.Hour), Count: 2})
+
+	var dump bytes.Buffer
+	line := func(key string, rec greylist.Record) {
+		// A lifetime of a minute: merge must not use it.
+		e := DumpEntry(key, &rec, time.Minute, now)
+		if err := json.NewEncoder(&dump).Encode(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line(kPassed, greylist.Record{State: greylist.Pending, First: ago(10 * time.Minute), Last: ago(10 * time.Minute), Count: 1})
+	line(kPending, greylist.Record{State: greylist.Pending, First: ago(4 * time.Minute), Last: ago(4 * time.Minute), Count: 1})
+	line(kNew, greylist.Record{State: greylist.Passed, First: ago(20 * 24 * time.Hour), Last: ago(10 * 24 * time.Hour), Count: 1})
+	line(kGone, greylist.Record{State: greylist.Passed, First: ago(40 * 24 * time.Hour), Last: ago(36 * 24 * time.Hour), Count: 1})
+	line(kClient, greylist.Record{State: greylist.Passed, First: ago(24 * time.Hour), Last: ago(2 * time.Hour), Count: 7})
+
+	res, err := a.client.Merge(ctx, &dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Restored != 3 || res.Unchanged != 2 {
+		t.Errorf("merge: %+v, want 3 restored (pending, new, client) and 2 unchanged (passed, gone)", res)
+	}
+	got := snapshot(t, a)
+	want := map[string]greylist.Record{
+		// The store's pass stands against an imported first attempt.
+		kPassed: {State: greylist.Passed, First: ago(time.Hour), Last: ago(time.Minute), Count: 4},
+		// The earlier first attempt counts: the retry passes sooner.
+		kPending: {State: greylist.Pending, First: ago(4 * time.Minute), Last: ago(time.Minute), Count: 1},
+		kNew:     {State: greylist.Passed, First: ago(20 * 24 * time.Hour), Last: ago(10 * 24 * time.Hour), Count: 1},
+		// The most passes counted in either.
+		kClient: {State: greylist.Passed, First: ago(48 * time.Hour), Last: ago(time.Hour), Count: 7},
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("%s: missing", k)
+			continue
+		}
+		if !greylist.Same(&g.rec, &w) {
+			t.Errorf("%s: %+v, want %+v", k, g.rec, w)
+		}
+		// Lifetimes follow the policy from the record's times, not the
+		// minute the lines carried.
+		if exp := now.Add(policy.Lifetime(&w, now)); g.exp.Sub(exp) < -2*time.Second || g.exp.Sub(exp) > 2*time.Second {
+			t.Errorf("%s: expires %v, want about %v", k, g.exp, exp)
+		}
+	}
+	if _, ok := got[kGone]; ok {
+		t.Errorf("%s: a record past max-age was written", kGone)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d records, want %d", len(got), len(want))
+	}
+}
+
+func TestRestoreRefusesABadMergeValue(t *testing.T) {
+	a := newTestAPI(t, nil)
+	resp, err := http.Post(a.srv.URL+"/v1/restore?merge=perhaps", "application/x-ndjson", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `merge=\"perhaps\"`) {
+		t.Errorf("HTTP %d %s, want 400 naming the value", resp.StatusCode, body)
 	}
 }

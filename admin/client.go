@@ -257,22 +257,33 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) (int, error) {
 // Restore sends a dump read from r and returns how many records the
 // daemon wrote, which on error are those before the line it names.
 func (c *Client) Restore(ctx context.Context, r io.Reader) (int, error) {
-	resp, err := c.do(ctx, http.MethodPost, "/v1/restore", nil, "application/x-ndjson", r)
+	res, err := c.restore(ctx, r, nil)
+	return res.Restored, err
+}
+
+// Merge sends records in the dump format read from r, to be merged into
+// those of the same keys the store holds (see the restore endpoint), and
+// returns how many the daemon wrote and left unchanged, which on error
+// are those before the line it names.
+func (c *Client) Merge(ctx context.Context, r io.Reader) (Restored, error) {
+	return c.restore(ctx, r, url.Values{"merge": {"true"}})
+}
+
+func (c *Client) restore(ctx context.Context, r io.Reader, q url.Values) (Restored, error) {
+	var res Restored
+	resp, err := c.do(ctx, http.MethodPost, "/v1/restore", q, "application/x-ndjson", r)
 	if err != nil {
 		var ae *Error
 		if errors.As(err, &ae) {
-			var res Restored
-			// The error answer of a restore carries the count.
-			if json.Unmarshal(ae.body, &res) == nil {
-				return res.Restored, err
-			}
+			// The error answer of a restore carries the counts.
+			json.Unmarshal(ae.body, &res)
+			res.Error = ""
 		}
-		return 0, err
+		return res, err
 	}
 	defer resp.Body.Close()
-	var res Restored
 	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		return 0, fmt.Errorf("admin API at %s: bad answer: %v", c.addr, err)
+		return Restored{}, fmt.Errorf("admin API at %s: bad answer: %v", c.addr, err)
 	}
-	return res.Restored, nil
+	return res, nil
 }

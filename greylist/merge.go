@@ -1,6 +1,9 @@
 package greylist
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Merge returns the record that holds the history of both a and b, two
 // records of the same key from different sources (the store and an import,
@@ -64,4 +67,35 @@ func (p Policy) Lifetime(rec *Record, now time.Time) time.Duration {
 		return rec.First.Add(p.RetryWindow + NeverRetriedGrace).Sub(now)
 	}
 	return rec.Last.Add(p.MaxAge).Sub(now)
+}
+
+// MergeRecord merges rec into the record the store holds at key (see
+// Merge), in one atomic update; the result lives as the policy says from
+// its times. It reports whether it wrote: not when the store's record
+// already held as much, nor when the merged record's lifetime has run out.
+// An import from another greylisting daemon goes through it, so that it
+// adds what the store lacks and never undoes what the daemon learned.
+func (e *Engine) MergeRecord(ctx context.Context, key string, rec *Record) (bool, error) {
+	now := e.cfg.Now()
+	wrote := false
+	err := e.store.Update(ctx, key, func(cur *Record) (*Record, time.Duration, error) {
+		wrote = false
+		m := Merge(cur, rec)
+		if cur != nil && Same(m, cur) {
+			return nil, 0, nil
+		}
+		ttl := e.cfg.Policy.Lifetime(m, now)
+		if ttl < time.Second {
+			return nil, 0, nil // gone, or too nearly to be worth a write
+		}
+		wrote = true
+		return m, ttl, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if wrote {
+		e.StoreChanged()
+	}
+	return wrote, nil
 }
