@@ -8,6 +8,9 @@
 //	milter-grey list|show|delete|pass|explain|dump|restore|stats|never-retried
 //	                                         admin commands, through the
 //	                                         running daemon's admin_listen
+//	milter-grey import postgrey|milter-greylist FILE…
+//	                                         import another greylister's
+//	                                         triplets, through it too
 //	milter-grey version
 //
 // See README.md for the commands, the configuration keys and the MTA
@@ -46,6 +49,7 @@ type options struct {
 	helo     string
 	name     string
 	authUser string
+	imp      importOptions
 }
 
 // command is one sub-command of milter-grey.
@@ -179,6 +183,7 @@ func commands() []*command {
 			flags: adminFlags,
 			run:   runRestore,
 		},
+		importCommand(),
 		{
 			name: "stats", usage: "[-json]", summary: "count the records by state; store and sessions",
 			flags: func(fs *flag.FlagSet, o *options) {
