@@ -37,6 +37,7 @@ var debianPackage = map[string]string{
 	"swaks":      "swaks",
 	"miltertest": "miltertest",
 	"unshare":    "util-linux",
+	"db_dump":    "db-util",
 }
 
 // requireTool returns the path of the named binary. It also looks in the sbin

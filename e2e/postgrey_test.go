@@ -39,12 +39,13 @@ func requirePostgrey(t testing.TB) {
 // replaces: on a free loopback port, its database in a directory of its
 // own, asked over Postfix's policy delegation protocol as smtpd asks it.
 type postgrey struct {
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-	conn net.Conn
-	r    *bufio.Reader
+	Addr  string
+	DBDir string // its --dbdir
+	cmd   *exec.Cmd
+	done  chan struct{}
+	log   string
+	conn  net.Conn
+	r     *bufio.Reader
 }
 
 // startPostgrey starts postgrey with args added to those the harness owns
@@ -69,9 +70,10 @@ func startPostgrey(t *testing.T, args ...string) *postgrey {
 		t.Fatal(err)
 	}
 	p := &postgrey{
-		Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		log:  filepath.Join(t.TempDir(), "postgrey.log"),
-		done: make(chan struct{}),
+		Addr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		DBDir: dbdir,
+		log:   filepath.Join(t.TempDir(), "postgrey.log"),
+		done:  make(chan struct{}),
 	}
 	logf, err := os.Create(p.log)
 	if err != nil {
@@ -146,6 +148,22 @@ func (p *postgrey) Log() string {
 // only a whitelist can let it through.
 func (p *postgrey) Whitelisted(t testing.TB, clientIP, clientName, sender, rcpt string) bool {
 	t.Helper()
+	action := p.Action(t, clientIP, clientName, sender, rcpt)
+	switch {
+	case action == "DUNNO":
+		return true
+	case strings.HasPrefix(action, "DEFER_IF_PERMIT "):
+		return false
+	}
+	t.Fatalf("postgrey answered action=%q to %s %s %s %s", action, clientIP, clientName, sender, rcpt)
+	return false
+}
+
+// Action asks postgrey about one recipient of one client, as Postfix does
+// at RCPT TO, and returns its action: DUNNO, DEFER_IF_PERMIT with its
+// text, or PREPEND X-Greylist: … for a triplet retried after the delay.
+func (p *postgrey) Action(t testing.TB, clientIP, clientName, sender, rcpt string) string {
+	t.Helper()
 	if clientName == "" {
 		clientName = "unknown"
 	}
@@ -170,14 +188,7 @@ func (p *postgrey) Whitelisted(t testing.TB, clientIP, clientName, sender, rcpt 
 			action = v
 		}
 	}
-	switch {
-	case action == "DUNNO":
-		return true
-	case strings.HasPrefix(action, "DEFER_IF_PERMIT "):
-		return false
-	}
-	t.Fatalf("postgrey answered action=%q to %s %s %s %s", action, clientIP, clientName, sender, rcpt)
-	return false
+	return action
 }
 
 // stop ends postgrey with SIGTERM. Net::Server acts on a signal only when
