@@ -128,9 +128,7 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 	if e.cfg.KeyBySPFDomain {
 		if spf, ok := m.checkSPF(ctx, e.cfg.SPF); ok && spf.Proven() && spf.Domain != "" {
 			tripletClient = SPFClient(spf.Domain)
-			if e.cfg.SPFKeyDropsLocalPart && !m.Sender.IsNull() && m.Sender.KeyDomain() != "" {
-				sender = truncate(escapeKeyPart(m.Sender.KeyDomain()))
-			}
+			sender = SPFKeySender(m.Sender, sender, e.cfg.SPFKeyDropsLocalPart)
 		}
 	}
 	key := TripletKey(tripletClient, sender, rcptKey)

@@ -1,6 +1,10 @@
 package greylist
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/milter-grey/milter-grey/envelope"
+)
 
 // Key prefixes separate the kinds of record in one store.
 const (
@@ -45,3 +49,14 @@ const spfClientPrefix = "spf:"
 
 // SPFClient is the client part of a key for a sender domain SPF proved.
 func SPFClient(domain string) string { return spfClientPrefix + domain }
+
+// SPFKeySender is the sender part of a triplet keyed by its SPF-proven
+// domain: senderKey (SenderKey's form of sender), or with dropLocal the
+// sender's domain alone ("@example.com"), so that a proven domain waits
+// once per recipient, not once per bounce address.
+func SPFKeySender(sender envelope.Address, senderKey string, dropLocal bool) string {
+	if dropLocal && !sender.IsNull() && sender.KeyDomain() != "" {
+		return truncate(escapeKeyPart(sender.KeyDomain()))
+	}
+	return senderKey
+}

@@ -36,9 +36,10 @@
 //     and NormalizeRecipient. Entries that fall on one key (the hosts of a
 //     network, a recipient with and without its extension) are merged
 //     (greylist.Merge). With key_by_spf_domain, a triplet with a sender
-//     domain is also written under "spf:DOMAIN", the key the engine uses
-//     when SPF proves that domain: the triplet proved itself from a client
-//     of that network, and mail that SPF proves comes from the domain.
+//     domain is also written under "spf:DOMAIN" (with the sender part
+//     spf_key_drops_local_part asks for), the key the engine uses when SPF
+//     proves that domain: the triplet proved itself from a client of that
+//     network, and mail that SPF proves comes from the domain.
 //   - Passed triplets stay passed with their first and last times;
 //     pending ones keep their first attempt. Times after now are taken as
 //     now (Postgrey does the same with a first time in the future).
@@ -68,6 +69,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -81,8 +83,10 @@ type Options struct {
 	// AutoWhitelist is milter-grey's threshold; 0 (off) skips client
 	// records.
 	AutoWhitelist int
-	// KeyBySPFDomain also writes each triplet under its sender's domain.
-	KeyBySPFDomain bool
+	// KeyBySPFDomain also writes each triplet under its sender's domain,
+	// SPFKeyDropsLocalPart with the domain alone for its sender part.
+	KeyBySPFDomain       bool
+	SPFKeyDropsLocalPart bool
 
 	// Delay is the old daemon's greylisting delay: Postgrey's --delay
 	// tells a passed triplet from a pending one, milter-greylist's
@@ -209,11 +213,12 @@ func (im *Importer) triplet(where string, client netip.Addr, sender, rcpt string
 		}
 		return
 	}
-	s := greylist.NormalizeSender(sender, im.opts.Delimiters)
-	r := greylist.NormalizeRecipient(rcpt, im.opts.Delimiters)
+	from := envelope.Parse(sender)
+	s := greylist.SenderKey(from, im.opts.Delimiters)
+	r := greylist.RecipientKey(envelope.Parse(rcpt), im.opts.Delimiters)
 	im.put(greylist.TripletKey(im.opts.Mask.Key(client), s, r), rec)
-	if d, ok := spfDomain(s); ok && im.opts.KeyBySPFDomain {
-		im.put(greylist.TripletKey("spf:"+d, s, r), rec)
+	if d, ok := spfDomain(from); ok && im.opts.KeyBySPFDomain {
+		im.put(greylist.TripletKey(greylist.SPFClient(d), greylist.SPFKeySender(from, s, im.opts.SPFKeyDropsLocalPart), r), rec)
 	}
 }
 
@@ -233,21 +238,20 @@ func (im *Importer) put(key string, rec greylist.Record) {
 	im.recs[key] = greylist.Merge(im.recs[key], &rec)
 }
 
-// spfDomain is the domain SPF would check for a normalised sender: the
-// part after its last '@', when it looks like a domain name (ASCII, with a
-// dot, not an address literal). The null sender has none: SPF checks its
-// HELO name, which no imported entry holds.
-func spfDomain(sender string) (string, bool) {
-	i := strings.LastIndexByte(sender, '@')
-	if i < 0 {
+// spfDomain is the domain SPF checks for a sender, as the key of a
+// triplet it proves names it: the domain lower-cased, when it looks like
+// one (ASCII, with a dot, not an address literal). The null sender has
+// none: SPF checks its HELO name, which no imported entry holds.
+func spfDomain(sender envelope.Address) (string, bool) {
+	if sender.IsNull() || !sender.Qualified() {
 		return "", false
 	}
-	d := sender[i+1:]
-	if d == "" || !strings.Contains(d, ".") || strings.HasPrefix(d, "[") {
+	d := strings.ToLower(sender.Domain())
+	if !strings.Contains(d, ".") || strings.HasPrefix(d, "[") {
 		return "", false
 	}
 	for j := 0; j < len(d); j++ {
-		if c := d[j]; c >= 0x80 || c == '%' || c == '@' {
+		if c := d[j]; c >= 0x80 || c <= ' ' || c == '%' || c == '@' {
 			return "", false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -143,7 +144,8 @@ func TestSPFDomain(t *testing.T) {
 		sender, domain string
 	}{
 		{"alice@sender.test", "sender.test"},
-		{"a@b@sender.test", "sender.test"},
+		{"<Alice@Sender.Test.>", "sender.test"},
+		{`"a@b"@sender.test`, "sender.test"},
 		{"<>", ""},
 		{"postmaster", ""},
 		{"a@localhost", ""},
@@ -153,7 +155,7 @@ func TestSPFDomain(t *testing.T) {
 		{"a@bücher.test", ""},
 		{"a@", ""},
 	} {
-		d, ok := spfDomain(c.sender)
+		d, ok := spfDomain(envelope.Parse(c.sender))
 		if d != c.domain || ok != (c.domain != "") {
 			t.Errorf("spfDomain(%q) = %q, %v; want %q", c.sender, d, ok, c.domain)
 		}

@@ -116,6 +116,15 @@ func TestReadPostgrey(t *testing.T) {
 			},
 		},
 		{
+			name: "SPF keys on, without the local part",
+			key:  "192.0.2.0/alice@sender.test/bob@dest.test", value: seen(ago(10*day), ago(2*day)),
+			opts: func(o *Options) { o.KeyBySPFDomain, o.SPFKeyDropsLocalPart = true, true },
+			want: map[string]greylist.Record{
+				key: passed(ago(10*day), ago(2*day), 1),
+				"t:spf:sender.test @sender.test bob@dest.test": passed(ago(10*day), ago(2*day), 1),
+			},
+		},
+		{
 			name: "SPF keys on: none for the null sender",
 			key:  "192.0.2.0//bob@dest.test", value: seen(ago(day), ago(day)),
 			opts: func(o *Options) { o.KeyBySPFDomain = true },
