@@ -169,10 +169,12 @@ func runImport(o *options, args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	})
-	if code != 0 {
-		return code
+	// The summary also after a failure: what was read, and what was
+	// written before it.
+	if rc := printImportReport(stdout, o.json, report); code == 0 {
+		code = rc
 	}
-	return printImportReport(stdout, o.json, report)
+	return code
 }
 
 // readSources reads every file of an import.

@@ -142,9 +142,12 @@ func TestImportErrors(t *testing.T) {
 		}
 	})
 	t.Run("the daemon down: the error asks whether it runs", func(t *testing.T) {
-		code, _, errOut := milterGrey(t, "import", "-config", cfg, "milter-greylist", mgDumpfile(t, time.Now()))
+		code, out, errOut := milterGrey(t, "import", "-config", cfg, "milter-greylist", mgDumpfile(t, time.Now()))
 		if code != 1 || !strings.Contains(errOut, "is milter-grey running") {
 			t.Errorf("exit %d, stderr %q", code, errOut)
+		}
+		if !strings.Contains(out, "read 3 entries") || !strings.Contains(out, "written 0, unchanged 0") {
+			t.Errorf("no summary after the failure:\n%s", out)
 		}
 	})
 }
