@@ -19,6 +19,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/milter-grey/milter-grey/admin"
+	"github.com/milter-grey/milter-grey/config"
 )
 
 // adminDaemon starts a daemon whose admin API listens on a unix socket,
@@ -32,7 +33,7 @@ func adminDaemon(t *testing.T, extra string) (*testDaemon, string) {
 			// Nothing answers DNS here: SPF fails at once, triplets
 			// are keyed by the client network.
 			"dns_server = \"127.0.0.1:9\"\n"+extra)
-	c, err := loadConfig(path, false)
+	c, err := config.Load(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}

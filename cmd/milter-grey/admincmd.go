@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/admin"
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -25,15 +26,15 @@ import (
 func adminAddr(o *options) (string, error) {
 	spec := o.admin
 	if spec == "" {
-		c, err := loadConfig(o.config, !o.explicit)
+		c, err := config.Load(o.config, !o.explicit)
 		if err != nil {
 			return "", err
 		}
 		if c.AdminListen == "" {
-			if !c.present {
-				return "", fmt.Errorf("admin_listen is not set (%s does not exist); the admin commands need it, or -admin ADDR", c.path)
+			if !c.Found() {
+				return "", fmt.Errorf("admin_listen is not set (%s does not exist); the admin commands need it, or -admin ADDR", c.Path())
 			}
-			return "", fmt.Errorf("admin_listen is not set in %s; the admin commands need it (or give -admin ADDR)", c.path)
+			return "", fmt.Errorf("admin_listen is not set in %s; the admin commands need it (or give -admin ADDR)", c.Path())
 		}
 		spec = c.AdminListen
 	}

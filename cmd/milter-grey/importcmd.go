@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/admin"
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/migrate"
 )
@@ -67,7 +68,7 @@ func importDuration(s string) (time.Duration, error) {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		return time.Duration(n) * time.Second, nil
 	}
-	return parseDuration(s)
+	return config.ParseDuration(s)
 }
 
 // importReport is the summary of an import, as -json prints it.
@@ -87,7 +88,7 @@ func runImport(o *options, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	source, files := args[0], args[1:]
-	c, err := loadConfig(o.config, !o.explicit)
+	c, err := config.Load(o.config, !o.explicit)
 	if err != nil {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1

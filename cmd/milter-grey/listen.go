@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/internal/sockspec"
 )
 
@@ -21,7 +22,7 @@ func isLoopback(address string) bool { return sockspec.IsLoopback(address) }
 // listen opens the milter socket. The milter protocol has no
 // authentication, so a non-loopback TCP address needs allow_public_listen.
 // A stale unix socket left by a crash is removed; a live one is not.
-func listen(c *config) (net.Listener, error) {
+func listen(c *config.Config) (net.Listener, error) {
 	return listenSpec(c, c.Listen, "listen", milterExposure, nil, nil)
 }
 
@@ -38,7 +39,7 @@ var listenTCP = func(address string) (net.Listener, error) { return net.Listen("
 // exposure checks a TCP listen address against allow_public_listen: a
 // non-loopback address is an error without it, and a warning to log with
 // it ("" for loopback).
-func exposure(c *config, key, address, what string) (warning string, err error) {
+func exposure(c *config.Config, key, address, what string) (warning string, err error) {
 	if isLoopback(address) {
 		return "", nil
 	}
@@ -53,7 +54,7 @@ func exposure(c *config, key, address, what string) (warning string, err error) 
 // or admin_listen); what says what a stranger could do with it. A unix
 // socket gets socket_mode, and the owner and group p says (p may be nil);
 // a public TCP address is logged as a warning on log (may be nil).
-func listenSpec(c *config, spec, key, what string, p *privileges, log *slog.Logger) (net.Listener, error) {
+func listenSpec(c *config.Config, spec, key, what string, p *privileges, log *slog.Logger) (net.Listener, error) {
 	network, address, err := parseListen(spec)
 	if err != nil {
 		return nil, err
@@ -72,7 +73,7 @@ func listenSpec(c *config, spec, key, what string, p *privileges, log *slog.Logg
 	if err := removeStaleSocket(address); err != nil {
 		return nil, err
 	}
-	mode, _ := parseMode(c.SocketMode) // validated with the config
+	mode, _ := config.ParseMode(c.SocketMode) // validated with the config
 	// Create the socket with no more than its final mode, so that it is
 	// never open to others between creation and chmod. The umask is the
 	// process's; nothing else creates files at start-up.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/milter-grey/milter-grey/config"
 )
 
 func TestParseListen(t *testing.T) {
@@ -94,7 +96,7 @@ func TestIsLoopback(t *testing.T) {
 func TestListenRefusesPublicAddressWithoutAllowPublic(t *testing.T) {
 	for _, spec := range []string{"inet:0.0.0.0:0", "inet6:[::]:0", "inet::0", "inet:0@"} {
 		t.Run(spec, func(t *testing.T) {
-			c := defaultConfig()
+			c := config.Default()
 			c.Listen = spec
 			ln, err := listen(c)
 			if err == nil {
@@ -117,7 +119,7 @@ func TestListenOnLoopback(t *testing.T) {
 		{"allow_public_listen allows loopback too", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := defaultConfig()
+			c := config.Default()
 			c.Listen = "inet:127.0.0.1:0"
 			c.AllowPublic = tc.allowPublic
 			ln, err := listen(c)
@@ -146,7 +148,7 @@ func socketDir(t *testing.T) string {
 
 func listenUnix(t *testing.T, path, mode string) (net.Listener, error) {
 	t.Helper()
-	c := defaultConfig()
+	c := config.Default()
 	c.Listen = "unix:" + path
 	c.SocketMode = mode
 	return listen(c)

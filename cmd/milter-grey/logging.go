@@ -9,21 +9,15 @@ import (
 	"os"
 	"strings"
 	"sync"
-)
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
+	"github.com/milter-grey/milter-grey/config"
+)
 
 // newLogger builds the daemon's logger: text or JSON lines, to stderr or to
 // syslog with the mail facility (where mail admins look). syslogAddr is
 // for tests; "" means the local syslog daemon.
-func newLogger(c *config, syslogAddr string) (*slog.Logger, io.Closer, error) {
-	level, err := parseLevel(c.LogLevel)
+func newLogger(c *config.Config, syslogAddr string) (*slog.Logger, io.Closer, error) {
+	level, err := config.ParseLevel(c.LogLevel)
 	if err != nil {
 		return nil, nil, err
 	}

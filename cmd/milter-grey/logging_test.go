@@ -9,34 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func TestParseLevel(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     slog.Level
-	}{
-		{"debug", "debug", slog.LevelDebug},
-		{"info", "info", slog.LevelInfo},
-		{"warn", "warn", slog.LevelWarn},
-		{"error", "error", slog.LevelError},
-		{"upper case", "WARN", slog.LevelWarn},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseLevel(tc.in)
-			if err != nil || got != tc.want {
-				t.Errorf("parseLevel(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
-			}
-		})
-	}
-	for _, in := range []string{"", "loud", "warning", "verbose"} {
-		t.Run("not a level: "+in, func(t *testing.T) {
-			if l, err := parseLevel(in); err == nil {
-				t.Errorf("parseLevel(%q) = %v, want an error", in, l)
-			}
-		})
-	}
-}
+	"github.com/milter-grey/milter-grey/config"
+)
 
 // syslogd is a syslog daemon for one test: a unixgram socket that keeps
 // each datagram.
@@ -72,7 +47,7 @@ func (s *syslogd) next() string {
 
 func syslogLogger(t *testing.T, d *syslogd, format, level string) *slog.Logger {
 	t.Helper()
-	c := defaultConfig()
+	c := config.Default()
 	c.LogOutput = "syslog"
 	c.LogFormat = format
 	c.LogLevel = level
@@ -165,15 +140,15 @@ func TestSyslogJSON(t *testing.T) {
 func TestNewLoggerErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		mod  func(*config)
+		mod  func(*config.Config)
 		addr string
 		text string
 	}{
-		{"a bad level", func(c *config) { c.LogLevel = "loud" }, "", `"loud"`},
-		{"no syslog daemon", func(c *config) { c.LogOutput = "syslog" }, "/nonexistent/log", "syslog"},
+		{"a bad level", func(c *config.Config) { c.LogLevel = "loud" }, "", `"loud"`},
+		{"no syslog daemon", func(c *config.Config) { c.LogOutput = "syslog" }, "/nonexistent/log", "syslog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := defaultConfig()
+			c := config.Default()
 			tc.mod(c)
 			_, _, err := newLogger(c, tc.addr)
 			if err == nil || !strings.Contains(err.Error(), tc.text) {
@@ -213,7 +188,7 @@ func TestStderrFormats(t *testing.T) {
 			defer f.Close()
 			saved := os.Stderr
 			os.Stderr = f
-			c := defaultConfig()
+			c := config.Default()
 			c.LogFormat = tc.format
 			log, closer, err := newLogger(c, "")
 			os.Stderr = saved

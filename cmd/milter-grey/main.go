@@ -25,6 +25,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+
+	"github.com/milter-grey/milter-grey/config"
 )
 
 func main() {
@@ -66,7 +68,7 @@ type command struct {
 }
 
 func configFlag(fs *flag.FlagSet, o *options) {
-	fs.StringVar(&o.config, "config", DefaultConfigPath, "configuration `file` (TOML)")
+	fs.StringVar(&o.config, "config", config.DefaultPath, "configuration `file` (TOML)")
 }
 
 func adminFlags(fs *flag.FlagSet, o *options) {
@@ -211,7 +213,7 @@ func usage(w io.Writer, cmds []*command) {
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nflags common to the commands:")
-	fmt.Fprintf(w, "  -config FILE   configuration file (default %s)\n", DefaultConfigPath)
+	fmt.Fprintf(w, "  -config FILE   configuration file (default %s)\n", config.DefaultPath)
 	fmt.Fprintln(w, "  -admin ADDR    admin commands: the daemon's admin address, instead of admin_listen")
 	fmt.Fprintln(w, "\n'milter-grey COMMAND -h' lists the flags of a command.")
 }
@@ -291,7 +293,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runServe(o *options, _ []string, _, stderr io.Writer) int {
-	c, err := loadConfig(o.config, !o.explicit)
+	c, err := config.Load(o.config, !o.explicit)
 	if err != nil {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
@@ -304,43 +306,43 @@ func runServe(o *options, _ []string, _, stderr io.Writer) int {
 }
 
 func runCheckConfig(o *options, _ []string, stdout, stderr io.Writer) int {
-	c, err := loadConfig(o.config, !o.explicit)
+	c, err := config.Load(o.config, !o.explicit)
 	if err != nil {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
 	}
-	if !c.present {
-		fmt.Fprintf(stdout, "%s: not found; the defaults apply and are valid\n", c.path)
+	if !c.Found() {
+		fmt.Fprintf(stdout, "%s: not found; the defaults apply and are valid\n", c.Path())
 		return 0
 	}
 	// The accounts are resolved here, not at load: a configuration is
 	// valid anywhere, its user exists on this host or not.
-	if _, _, err := c.checkAccounts(); err != nil {
+	if _, _, err := c.LookupAccounts(); err != nil {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
 	}
-	_, notes, _ := c.listsWarn() // errors were reported by loadConfig
-	for _, w := range notes.bypass {
+	_, notes, _ := c.LoadLists() // errors were reported by config.Load
+	for _, w := range notes.Bypass {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	for _, path := range notes.lists.Absent {
+	for _, path := range notes.Lists.Absent {
 		fmt.Fprintf(stdout, "%s: optional list file absent; skipped\n", path)
 	}
 	// serve skips a line it cannot parse and runs; here it is a failure,
 	// so that a broken list is seen before it is deployed.
-	for _, e := range notes.lists.Skipped {
+	for _, e := range notes.Lists.Skipped {
 		fmt.Fprintf(stderr, "milter-grey: %v (serve skips this line)\n", e)
 	}
-	if n := len(notes.lists.Skipped); n > 0 {
-		fmt.Fprintf(stderr, "milter-grey: %s: %d list line(s) cannot be parsed\n", c.path, n)
+	if n := len(notes.Lists.Skipped); n > 0 {
+		fmt.Fprintf(stderr, "milter-grey: %s: %d list line(s) cannot be parsed\n", c.Path(), n)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: OK\n", c.path)
+	fmt.Fprintf(stdout, "%s: OK\n", c.Path())
 	return 0
 }
 
 func runCopyStore(o *options, _ []string, stdout, stderr io.Writer) int {
-	c, err := loadConfig(o.config, !o.explicit)
+	c, err := config.Load(o.config, !o.explicit)
 	if err != nil {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
@@ -355,7 +357,7 @@ func runCopyStore(o *options, _ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "milter-grey: %v (%d records copied)\n", err, n)
 		return 1
 	}
-	fmt.Fprintf(stdout, "copied %d records from %s to %s\n", n, redactSpec(src), redactSpec(o.to))
+	fmt.Fprintf(stdout, "copied %d records from %s to %s\n", n, config.RedactStore(src), config.RedactStore(o.to))
 	return 0
 }
 

@@ -2,11 +2,26 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+// fullConfig is testdata/config/full.toml, where every key differs from
+// its default (the config package tests what it says).
+const fullConfig = "../../testdata/config/full.toml"
+
+// writeFile writes text to name in a new temporary directory.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func TestRun(t *testing.T) {
 	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10025\"\ndelya = \"5m\"\n")

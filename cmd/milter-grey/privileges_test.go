@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/internal/testci"
 	"github.com/milter-grey/milter-grey/internal/testlog"
 )
@@ -87,7 +88,7 @@ func TestExposureOfListenAddresses(t *testing.T) {
 		{"[2001:db8::1]:10025", true, false, true},
 	} {
 		t.Run(fmt.Sprintf("%s allow_public_listen=%v", tc.address, tc.allowPublic), func(t *testing.T) {
-			c := defaultConfig()
+			c := config.Default()
 			c.AllowPublic = tc.allowPublic
 			warning, err := exposure(c, "listen", tc.address, milterExposure)
 			if (err != nil) != tc.wantErr {
@@ -177,7 +178,7 @@ func TestPreparePrivileges(t *testing.T) {
 				text += "group = " + strconv.Quote(tc.group) + "\n"
 			}
 			path := writeFile(t, "milter-grey.toml", text)
-			c, err := loadConfig(path, false)
+			c, err := config.Load(path, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,7 +199,7 @@ func TestPreparePrivileges(t *testing.T) {
 			if (p.drop != nil) != tc.wantDrop {
 				t.Errorf("drop = %+v, want a drop: %v", p.drop, tc.wantDrop)
 			}
-			if tc.wantDrop && (p.drop.uid != uid || p.drop.gid != gid || p.sockUID != uid) {
+			if tc.wantDrop && (p.drop.UID != uid || p.drop.GID != gid || p.sockUID != uid) {
 				t.Errorf("drop to %+v (sockets to uid %d), want uid %d gid %d", p.drop, p.sockUID, uid, gid)
 			}
 			if !tc.wantDrop && p.sockUID != -1 {
@@ -213,19 +214,12 @@ func TestPreparePrivileges(t *testing.T) {
 	}
 }
 
-func TestUnknownSocketGroupNamesItsKey(t *testing.T) {
+// check-config resolves the accounts, which config.Load does not.
+func TestCheckConfigResolvesAccounts(t *testing.T) {
 	path := writeFile(t, "milter-grey.toml", "# x\nsocket_group = \"no-such-group-mg\"\n")
-	c, err := loadConfig(path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = c.checkAccounts()
-	if err == nil || !strings.HasPrefix(err.Error(), path+":2: socket_group: ") {
-		t.Errorf("error %v, want %s:2: socket_group: …", err, path)
-	}
 	var out, errOut bytes.Buffer
-	if code := run([]string{"check-config", "-config", path}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "socket_group") {
-		t.Errorf("check-config: exit %d, stderr %q; want 1 naming socket_group", code, errOut.String())
+	if code := run([]string{"check-config", "-config", path}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), path+":2: socket_group: ") {
+		t.Errorf("check-config: exit %d, stderr %q; want 1 naming %s:2: socket_group", code, errOut.String(), path)
 	}
 }
 
@@ -235,7 +229,7 @@ func TestUnixSocketGetsOwnerAndGroup(t *testing.T) {
 	requireRoot(t)
 	uid, gid := testIDs(t)
 	dir := publicDir(t)
-	c := defaultConfig()
+	c := config.Default()
 	c.SocketMode = "0660"
 	for _, key := range []string{"listen", "admin_listen"} {
 		t.Run(key, func(t *testing.T) {
@@ -272,7 +266,7 @@ func TestUnixSocketGetsOwnerAndGroup(t *testing.T) {
 func TestPrepareStoreForTheDroppedUser(t *testing.T) {
 	requireRoot(t)
 	uid, gid := testIDs(t)
-	p := &privileges{drop: &identity{name: testUser, uid: uid, gid: gid, groups: []int{gid}}}
+	p := &privileges{drop: &config.Account{Name: testUser, UID: uid, GID: gid, Groups: []int{gid}}}
 	owner := func(t *testing.T, path string) (int, int) {
 		t.Helper()
 		fi, err := os.Lstat(path)

@@ -17,6 +17,7 @@ import (
 	"github.com/milter-grey/milter-grey/accessmap"
 	"github.com/milter-grey/milter-grey/admin"
 	"github.com/milter-grey/milter-grey/auth"
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/redisstore"
 	"github.com/milter-grey/milter-grey/metrics"
@@ -31,7 +32,7 @@ type daemon struct {
 	// guarded by the serve loop, the only caller of reload.
 	fingerprint accessmap.Fingerprint
 	listFiles   []string
-	cfg         *config
+	cfg         *config.Config
 	log         *slog.Logger
 	store       greylist.Store // instrumented
 	engine      *greylist.Engine
@@ -52,7 +53,7 @@ type daemon struct {
 
 // start opens the sockets, drops privileges (started as root with user
 // set), opens the store and starts serving.
-func start(c *config, log *slog.Logger) (_ *daemon, err error) {
+func start(c *config.Config, log *slog.Logger) (_ *daemon, err error) {
 	priv, err := preparePrivileges(c, os.Geteuid(), os.Getegid(), log)
 	if err != nil {
 		return nil, err
@@ -89,20 +90,20 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 	if err = priv.dropPrivileges(log); err != nil {
 		return nil, err
 	}
-	if priv.drop != nil && c.present {
-		if f, oerr := os.Open(c.path); oerr != nil {
+	if priv.drop != nil && c.Found() {
+		if f, oerr := os.Open(c.Path()); oerr != nil {
 			log.Warn("the configuration file is not readable by user: SIGHUP cannot reload it", "user", c.User, "err", oerr)
 		} else {
 			f.Close()
 		}
 	}
 
-	lists, notes, err := c.listsWarn()
+	lists, notes, err := c.LoadLists()
 	if err != nil {
 		return nil, err
 	}
 	logListWarnings(log, notes)
-	fingerprint, _ := accessmap.Stat(c.listFiles()...)
+	fingerprint, _ := accessmap.Stat(c.ListFiles()...)
 	m := metrics.New(version())
 	rawStore, err := openStore(c.Store, c, log)
 	if err != nil {
@@ -163,7 +164,7 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 	}
 	m.WatchSessions(srv.OpenSessions)
 	d := &daemon{cfg: c, log: log, store: store, engine: engine, srv: srv, ln: ln, fingerprint: fingerprint,
-		listFiles: c.listFiles(), metrics: m, neverRetriedUntil: engine.Now()}
+		listFiles: c.ListFiles(), metrics: m, neverRetriedUntil: engine.Now()}
 	if adminLn != nil {
 		d.startAdmin(adminLn)
 	}
@@ -175,16 +176,16 @@ func start(c *config, log *slog.Logger) (_ *daemon, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.bg.Go(func() { d.neverRetriedLoop(ctx, neverRetriedFirst, neverRetriedEvery) })
-	cfgName := c.path
-	if !c.present {
+	cfgName := c.Path()
+	if !c.Found() {
 		cfgName = "(none: defaults)"
 	}
 	adminName := c.AdminListen
 	if adminName == "" {
 		adminName = "off"
 	}
-	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", redactSpec(c.Store),
-		"delay", formatDuration(time.Duration(c.Delay)), "config", cfgName,
+	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", config.RedactStore(c.Store),
+		"delay", c.Delay.String(), "config", cfgName,
 		"trusted", lists.Trusted.Len(), "whitelist_clients", lists.Clients.Len(),
 		"whitelist_recipients", lists.Recipients.Len(), "bypass_senders", bypassLen(lists),
 		"admin_listen", adminName, "dry_run", c.DryRun, "uid", os.Getuid())
@@ -240,14 +241,14 @@ func bypassLen(l *greylist.Lists) int {
 // list lines skipped because they cannot be parsed, optional list files
 // that are absent, and bypass entries that bypass nothing (REJECT and
 // other actions, shadowed duplicates).
-func logListWarnings(log *slog.Logger, n listNotes) {
-	for _, e := range n.lists.Skipped {
+func logListWarnings(log *slog.Logger, n config.ListNotes) {
+	for _, e := range n.Lists.Skipped {
 		log.Warn("list line skipped", "at", fmt.Sprintf("%s:%d", e.File, e.Line), "value", e.Value, "err", e.Err)
 	}
-	for _, path := range n.lists.Absent {
+	for _, path := range n.Lists.Absent {
 		log.Info("optional list file absent; skipped", "file", path)
 	}
-	for _, w := range n.bypass {
+	for _, w := range n.Bypass {
 		log.Warn("bypass list entry", "warning", w.String())
 	}
 }
@@ -285,27 +286,27 @@ func (d *daemon) stop() error {
 // file or list keeps the lists in force. Other settings need a restart,
 // which the log says when they changed.
 func (d *daemon) reload() {
-	c, err := loadConfig(d.cfg.path, !d.cfg.present)
+	c, err := config.Load(d.cfg.Path(), !d.cfg.Found())
 	if err == nil {
 		// From now on the files this configuration names are watched,
 		// stat'ed before they are read: an edit made while they load is
 		// seen by the next check.
-		d.listFiles = c.listFiles()
+		d.listFiles = c.ListFiles()
 	}
 	fp, _ := accessmap.Stat(d.listFiles...)
 	if err == nil {
 		var lists *greylist.Lists
-		var notes listNotes
-		if lists, notes, err = c.listsWarn(); err == nil {
+		var notes config.ListNotes
+		if lists, notes, err = c.LoadLists(); err == nil {
 			d.fingerprint = fp
 			logListWarnings(d.log, notes)
 			d.engine.SetLists(lists)
 			d.metrics.ListReload(nil)
-			d.log.Info("lists reloaded", "config", d.cfg.path, "trusted", lists.Trusted.Len(),
+			d.log.Info("lists reloaded", "config", d.cfg.Path(), "trusted", lists.Trusted.Len(),
 				"whitelist_clients", lists.Clients.Len(), "whitelist_recipients", lists.Recipients.Len(),
 				"never_auto_whitelist", lists.NeverAutoWhitelist.Len(), "bypass_senders", bypassLen(lists))
-			if !c.sameExceptLists(d.cfg) {
-				d.log.Warn("settings other than the lists changed; they take effect at the next restart", "config", d.cfg.path)
+			if !c.SameExceptLists(d.cfg) {
+				d.log.Warn("settings other than the lists changed; they take effect at the next restart", "config", d.cfg.Path())
 			}
 			return
 		}
@@ -322,7 +323,7 @@ func (d *daemon) listsChanged() bool {
 }
 
 // serve runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the lists.
-func serve(c *config) error {
+func serve(c *config.Config) error {
 	log, closer, err := newLogger(c, "")
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 	"github.com/milter-grey/milter-grey/internal/testlog"
 )
@@ -45,16 +46,16 @@ func writeDaemonConfig(t *testing.T, dir, listen, extra string) string {
 
 // daemonConfig is the loaded configuration of a test daemon listening on a
 // free loopback port.
-func daemonConfig(t *testing.T, dir, extra string) *config {
+func daemonConfig(t *testing.T, dir, extra string) *config.Config {
 	t.Helper()
-	c, err := loadConfig(writeDaemonConfig(t, dir, "inet:127.0.0.1:0", extra), false)
+	c, err := config.Load(writeDaemonConfig(t, dir, "inet:127.0.0.1:0", extra), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func startDaemon(t *testing.T, c *config) *testDaemon {
+func startDaemon(t *testing.T, c *config.Config) *testDaemon {
 	t.Helper()
 	buf := &testlog.Buffer{}
 	d, err := start(c, slog.New(slog.NewTextHandler(buf, nil)))
@@ -172,7 +173,7 @@ func TestDaemonKeepsTripletsAcrossRestart(t *testing.T) {
 func TestDaemonOnUnixSocket(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(socketDir(t), "milter.sock")
-	c, err := loadConfig(writeDaemonConfig(t, dir, "unix:"+sock, "socket_mode = \"0600\"\n"), false)
+	c, err := config.Load(writeDaemonConfig(t, dir, "unix:"+sock, "socket_mode = \"0600\"\n"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestDaemonThatCannotListenReleasesItsStore(t *testing.T) {
 	}
 	defer busy.Close()
 	dir := t.TempDir()
-	c, err := loadConfig(writeDaemonConfig(t, dir, "inet:"+busy.Addr().String(), ""), false)
+	c, err := config.Load(writeDaemonConfig(t, dir, "inet:"+busy.Addr().String(), ""), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,13 +267,13 @@ func TestReloadSwapsListsAndKeepsThemWhenBroken(t *testing.T) {
 			name:   "a bad CIDR keeps the lists in force",
 			config: "whitelist_recipients = [\"vip@\", \"boss@\"]\ntrusted_networks = [\"10.0.0.0/33\"]\n",
 			vip:    true, boss: true,
-			logs: []string{"level=ERROR msg=\"reload failed; keeping the lists in force\"", c.path + ":6: trusted_networks: bad CIDR"},
+			logs: []string{"level=ERROR msg=\"reload failed; keeping the lists in force\"", c.Path() + ":6: trusted_networks: bad CIDR"},
 		},
 		{
 			name:   "an unknown key keeps the lists in force",
 			config: "whitelist_recipients = [\"vip@\"]\ndelya = \"5m\"\n",
 			vip:    true, boss: true,
-			logs: []string{c.path + ":6: delya: unknown key"},
+			logs: []string{c.Path() + ":6: delya: unknown key"},
 		},
 		{
 			name:   "a missing list file keeps the lists in force",

@@ -10,37 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/internal/testredis"
 )
-
-func TestCheckStoreSpec(t *testing.T) {
-	for _, tt := range []struct {
-		spec string
-		ok   bool
-	}{
-		{"/var/lib/milter-grey", true},
-		{"badger:/var/lib/milter-grey", true},
-		{"redis://127.0.0.1:6379/0", true},
-		{"rediss://user:pw@redis.example:6380/1", true},
-		{"unix:///run/redis/redis.sock?db=2", true},
-		{"", false},
-		{"http://127.0.0.1/", false},
-	} {
-		if err := checkStoreSpec(tt.spec); (err == nil) != tt.ok {
-			t.Errorf("checkStoreSpec(%q) = %v, want ok=%v", tt.spec, err, tt.ok)
-		}
-	}
-	if s := redactSpec("redis://u:secret@h:1/0"); strings.Contains(s, "secret") {
-		t.Errorf("redactSpec leaves the password: %s", s)
-	}
-}
 
 // A site moving from one host (Badger) to several (Redis), and back, keeps
 // every triplet and what is left of its lifetime.
 func TestCopyStoreBadgerRedisBadgerKeepsEntriesAndExpiry(t *testing.T) {
 	rs := testredis.Start(t)
-	c := defaultConfig()
+	c := config.Default()
 	c.RedisPrefix = "copytest:"
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
 	dir1 := filepath.Join(t.TempDir(), "one")

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ func FuzzConfig(f *testing.F) {
 	// fuzzer minimises every new input it keeps, in time quadratic in
 	// its length.
 	comments := regexp.MustCompile(`(?m)^(#.*)?\n`)
-	for _, p := range []string{fullConfig, "../../contrib/milter-grey.toml"} {
+	for _, p := range []string{fullConfig, "../contrib/milter-grey.toml"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
@@ -67,7 +67,7 @@ func FuzzConfig(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c, err := loadConfig(path, false)
+		c, err := Load(path, false)
 		if err != nil {
 			if !strings.Contains(err.Error(), path) {
 				t.Fatalf("the error does not name the file %s: %v\nfile:\n%q", path, err, data)
@@ -77,13 +77,13 @@ func FuzzConfig(f *testing.F) {
 		if err := c.validate(); err != nil {
 			t.Fatalf("loaded, then invalid: %v", err)
 		}
-		if !c.sameExceptLists(c) {
+		if !c.SameExceptLists(c) {
 			t.Fatal("a configuration differs from itself")
 		}
-		if _, _, err := c.listsWarn(); err != nil {
+		if _, _, err := c.LoadLists(); err != nil {
 			t.Fatalf("loaded, but its lists do not build: %v", err)
 		}
-		if _, _, err := c.checkAccounts(); err != nil && !strings.Contains(err.Error(), path) {
+		if _, _, err := c.LookupAccounts(); err != nil && !strings.Contains(err.Error(), path) {
 			t.Fatalf("the accounts error does not name the file %s: %v", path, err)
 		}
 	})
@@ -92,13 +92,13 @@ func FuzzConfig(f *testing.F) {
 // namesFilesElsewhere reports whether a configuration that decodes names
 // list files outside dir.
 func namesFilesElsewhere(data []byte, path, dir string) bool {
-	c := defaultConfig()
+	c := Default()
 	c.path = path
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c); err != nil {
 		return false // loadConfig stops before it reads a list
 	}
 	c.resolvePaths()
-	for _, p := range c.listFiles() {
+	for _, p := range c.ListFiles() {
 		_, p = splitTableType(p)
 		if rel, err := filepath.Rel(dir, p); err != nil || !filepath.IsLocal(rel) {
 			return true

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 
 // fullConfig is testdata/config/full.toml, where every key differs from
 // its default. Its list file paths are relative to this directory.
-const fullConfig = "../../testdata/config/full.toml"
+const fullConfig = "../testdata/config/full.toml"
 
 // writeFile writes text to name in a new temporary directory.
 func writeFile(t *testing.T, name, text string) string {
@@ -33,7 +33,7 @@ func writeFile(t *testing.T, name, text string) string {
 func tomlKeys(t *testing.T) map[string]int {
 	t.Helper()
 	keys := make(map[string]int)
-	rt := reflect.TypeFor[config]()
+	rt := reflect.TypeFor[Config]()
 	for i := range rt.NumField() {
 		if tag := rt.Field(i).Tag.Get("toml"); tag != "" {
 			keys[tag] = i
@@ -47,9 +47,9 @@ func tomlKeys(t *testing.T) map[string]int {
 
 func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "milter-grey.toml") // does not exist
-	c, err := loadConfig(path, true)
+	c, err := Load(path, true)
 	if err != nil {
-		t.Fatalf("loadConfig(missing, optional): %v", err)
+		t.Fatalf("Load(missing, optional): %v", err)
 	}
 	if c.path != path {
 		t.Errorf("path = %q, want %q", c.path, path)
@@ -92,11 +92,11 @@ func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 
 func TestEmptyConfigGivesDefaults(t *testing.T) {
 	path := writeFile(t, "empty.toml", "# nothing set\n")
-	c, err := loadConfig(path, false)
+	c, err := Load(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := defaultConfig()
+	want := Default()
 	want.path = path
 	c.data, c.present = nil, false // how it was read, not what it says
 	if !reflect.DeepEqual(c, want) {
@@ -106,9 +106,9 @@ func TestEmptyConfigGivesDefaults(t *testing.T) {
 
 func TestMissingExplicitConfigIsAnError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "typo.toml")
-	_, err := loadConfig(path, false)
+	_, err := Load(path, false)
 	if err == nil {
-		t.Fatal("loadConfig(missing, explicit) succeeded")
+		t.Fatal("Load(missing, explicit) succeeded")
 	}
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q should be not-exist and name %s", err, path)
@@ -116,29 +116,29 @@ func TestMissingExplicitConfigIsAnError(t *testing.T) {
 }
 
 func TestFullConfigLoadsEveryKey(t *testing.T) {
-	c, err := loadConfig(fullConfig, false)
+	c, err := Load(fullConfig, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &config{
+	want := &Config{
 		Listen:                  "unix:/run/milter-grey/milter.sock",
 		SocketMode:              "0600",
 		AllowPublic:             true,
 		SocketGroup:             "mail",
 		User:                    "daemon",
 		Group:                   "mail",
-		ShutdownTimeout:         duration(30 * time.Second),
-		IdleTimeout:             duration(20 * time.Minute),
+		ShutdownTimeout:         Duration(30 * time.Second),
+		IdleTimeout:             Duration(20 * time.Minute),
 		MaxSessions:             50,
-		DecisionTimeout:         duration(2 * time.Second),
+		DecisionTimeout:         Duration(2 * time.Second),
 		AdminListen:             "inet:127.0.0.1:10126",
 		Store:                   "/srv/milter-grey/db",
 		SyncWrites:              true,
 		RedisPrefix:             "mx-test:",
 		OnError:                 "tempfail",
-		Delay:                   duration(10 * time.Minute),
-		RetryWindow:             duration(3 * day),
-		MaxAge:                  duration(42 * day),
+		Delay:                   Duration(10 * time.Minute),
+		RetryWindow:             Duration(3 * day),
+		MaxAge:                  Duration(42 * day),
 		IPv4Mask:                32,
 		IPv6Mask:                48,
 		RecipientDelimiter:      "+-",
@@ -149,24 +149,24 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 		DryRun:                  true,
 		TrustedNetworks:         []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"},
 		WhitelistClients:        []string{"mail.example.com", ".google.com", `/^mta[0-9]+\.example\.org$/`},
-		WhitelistClientFiles:    []string{"../../testdata/config/whitelist_clients"},
+		WhitelistClientFiles:    []string{"../testdata/config/whitelist_clients"},
 		WhitelistRecipients:     []string{"postmaster@", "abuse@example.net"},
-		WhitelistRecipientFiles: []string{"../../testdata/config/whitelist_recipients"},
+		WhitelistRecipientFiles: []string{"../testdata/config/whitelist_recipients"},
 		NeverAutoWhitelist:      []string{"198.51.100.0/24"},
-		NeverAutoWhitelistFiles: []string{"../../testdata/config/never_auto_whitelist"},
-		ReloadInterval:          duration(time.Minute),
-		BypassSenderFiles:       []string{"../../testdata/access/nogreylist-senders"},
+		NeverAutoWhitelistFiles: []string{"../testdata/config/never_auto_whitelist"},
+		ReloadInterval:          Duration(time.Minute),
+		BypassSenderFiles:       []string{"../testdata/access/nogreylist-senders"},
 		DKIMAlignment:           "strict",
 		DKIMMaxSignatures:       3,
 		DKIMMaxBytes:            1 << 20,
 		DNSServer:               "127.0.0.1:5353",
-		DNSTimeout:              duration(time.Second),
+		DNSTimeout:              Duration(time.Second),
 		LogFormat:               "json",
 		LogOutput:               "syslog",
 		LogLevel:                "debug",
 		path:                    fullConfig,
 	}
-	rc, rw, rd := reflect.ValueOf(c).Elem(), reflect.ValueOf(want).Elem(), reflect.ValueOf(defaultConfig()).Elem()
+	rc, rw, rd := reflect.ValueOf(c).Elem(), reflect.ValueOf(want).Elem(), reflect.ValueOf(Default()).Elem()
 	for key, i := range tomlKeys(t) {
 		t.Run(key, func(t *testing.T) {
 			got, w := rc.Field(i).Interface(), rw.Field(i).Interface()
@@ -181,7 +181,7 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 }
 
 func TestFullConfigLists(t *testing.T) {
-	c, err := loadConfig(fullConfig, false)
+	c, err := Load(fullConfig, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, "milter-grey.toml", head+tc.body+"\n")
-			c, err := loadConfig(path, false)
+			c, err := Load(path, false)
 			if err == nil {
 				t.Fatalf("loadConfig succeeded: %+v", c)
 			}
@@ -344,21 +344,21 @@ func TestListFileBadLinesAreSkippedAndReported(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.key+" = ["+strconv.Quote(list)+"]\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			c, err := loadConfig(path, false)
+			c, err := Load(path, false)
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			l, notes, err := c.listsWarn()
+			l, notes, err := c.LoadLists()
 			if err != nil {
-				t.Fatalf("listsWarn: %v", err)
+				t.Fatalf("LoadLists: %v", err)
 			}
 			if n := tc.count(l); n != 1 {
 				t.Errorf("%d entries loaded, want the file's one good entry", n)
 			}
-			if len(notes.lists.Skipped) != 1 {
-				t.Fatalf("skipped lines %v, want one", notes.lists.Skipped)
+			if len(notes.Lists.Skipped) != 1 {
+				t.Fatalf("skipped lines %v, want one", notes.Lists.Skipped)
 			}
-			s := notes.lists.Skipped[0]
+			s := notes.Lists.Skipped[0]
 			if s.File != list || s.Line != tc.line || s.Value != tc.value || !strings.Contains(s.Error(), tc.text) {
 				t.Errorf("skipped %+v (%v), want %s:%d value %q saying %q", s, s, list, tc.line, tc.value, tc.text)
 			}
@@ -378,7 +378,7 @@ func TestOptionalListFile(t *testing.T) {
 		}
 	}
 	write(`whitelist_client_files = ["?clients.local", "?` + filepath.Join(dir, "absent") + `"]` + "\n")
-	c, err := loadConfig(path, false)
+	c, err := Load(path, false)
 	if err != nil {
 		t.Fatalf("loadConfig with absent optional files: %v", err)
 	}
@@ -386,27 +386,27 @@ func TestOptionalListFile(t *testing.T) {
 	if !slices.Equal(c.WhitelistClientFiles, want) {
 		t.Errorf("files resolved to %q, want %q", c.WhitelistClientFiles, want)
 	}
-	_, notes, err := c.listsWarn()
-	if err != nil || !slices.Equal(notes.lists.Absent, []string{filepath.Join(dir, "clients.local"), filepath.Join(dir, "absent")}) {
-		t.Errorf("listsWarn: absent %q, err %v; want both files absent, no error", notes.lists.Absent, err)
+	_, notes, err := c.LoadLists()
+	if err != nil || !slices.Equal(notes.Lists.Absent, []string{filepath.Join(dir, "clients.local"), filepath.Join(dir, "absent")}) {
+		t.Errorf("LoadLists: absent %q, err %v; want both files absent, no error", notes.Lists.Absent, err)
 	}
-	if files := c.listFiles(); !slices.Equal(files, []string{filepath.Join(dir, "clients.local"), filepath.Join(dir, "absent")}) {
+	if files := c.ListFiles(); !slices.Equal(files, []string{filepath.Join(dir, "clients.local"), filepath.Join(dir, "absent")}) {
 		t.Errorf("watched files %q, want the paths without the prefix", files)
 	}
 
 	if err := os.WriteFile(filepath.Join(dir, "clients.local"), []byte("192.0.2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, notes, err := c.listsWarn()
-	if err != nil || len(notes.lists.Absent) != 1 || l.Clients.Len() != 1 {
-		t.Errorf("after creating clients.local: %d entries, absent %q, err %v; want 1, one, none", l.Clients.Len(), notes.lists.Absent, err)
+	l, notes, err := c.LoadLists()
+	if err != nil || len(notes.Lists.Absent) != 1 || l.Clients.Len() != 1 {
+		t.Errorf("after creating clients.local: %d entries, absent %q, err %v; want 1, one, none", l.Clients.Len(), notes.Lists.Absent, err)
 	}
 }
 
 func TestMissingListFileIsAnError(t *testing.T) {
 	list := filepath.Join(t.TempDir(), "absent")
 	path := writeFile(t, "milter-grey.toml", "whitelist_client_files = ["+strconv.Quote(list)+"]\n")
-	_, err := loadConfig(path, false)
+	_, err := Load(path, false)
 	if err == nil {
 		t.Fatal("loadConfig succeeded")
 	}
@@ -420,7 +420,7 @@ func TestMissingListFileIsAnError(t *testing.T) {
 // as without one.
 func TestBypassFileWithTableType(t *testing.T) {
 	dir := t.TempDir()
-	list, err := os.ReadFile("../../testdata/access/nogreylist-senders")
+	list, err := os.ReadFile("../testdata/access/nogreylist-senders")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 			if err := os.WriteFile(path, []byte("bypass_sender_files = ["+strconv.Quote(name)+"]\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			c, err := loadConfig(path, false)
+			c, err := Load(path, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -452,7 +452,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"regexp:nogreylist-senders\"]\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadConfig(path, false); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
+		if _, err := Load(path, false); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
 			t.Errorf("error %v, want table type regexp: is not supported", err)
 		}
 	})

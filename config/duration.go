@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -8,22 +8,27 @@ import (
 	"time"
 )
 
-// duration is a time.Duration in TOML: Go syntax ("90s", "1h30m") plus "d"
+// Duration is a time.Duration in TOML: Go syntax ("90s", "1h30m") plus "d"
 // and "w" for days and weeks ("35d"), which is how admins think of expiry.
-type duration time.Duration
+type Duration time.Duration
 
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := parseDuration(string(b))
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
 	if err != nil {
 		return err
 	}
-	*d = duration(v)
+	*d = Duration(v)
 	return nil
 }
 
-func (d duration) MarshalText() ([]byte, error) { return []byte(formatDuration(time.Duration(d))), nil }
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-func parseDuration(s string) (time.Duration, error) {
+// String is the duration as the file would say it: whole days in days.
+func (d Duration) String() string { return formatDuration(time.Duration(d)) }
+
+// ParseDuration reads a duration as the configuration writes it: Go
+// syntax, with leading weeks and days ("1w2d12h").
+func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	// A sign is never meaningful here, and after a d or w term Go would
 	// subtract: "2d-1h" must not quietly mean 47h.

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strings"
@@ -27,12 +27,12 @@ func TestParseDuration(t *testing.T) {
 		{"weeks, days and go units", "1w1d1h", 8*day + time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseDuration(tc.in)
+			got, err := ParseDuration(tc.in)
 			if err != nil {
-				t.Fatalf("parseDuration(%q): %v", tc.in, err)
+				t.Fatalf("ParseDuration(%q): %v", tc.in, err)
 			}
 			if got != tc.want {
-				t.Errorf("parseDuration(%q) = %v, want %v", tc.in, got, tc.want)
+				t.Errorf("ParseDuration(%q) = %v, want %v", tc.in, got, tc.want)
 			}
 		})
 	}
@@ -57,9 +57,9 @@ func TestParseDurationErrors(t *testing.T) {
 		{"overflowing sum", "15000w65000d"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseDuration(tc.in)
+			got, err := ParseDuration(tc.in)
 			if err == nil {
-				t.Fatalf("parseDuration(%q) = %v, want an error", tc.in, got)
+				t.Fatalf("ParseDuration(%q) = %v, want an error", tc.in, got)
 			}
 			if tc.in != "" && !strings.Contains(err.Error(), tc.in) {
 				t.Errorf("error %q does not quote the value %q", err, tc.in)
@@ -90,9 +90,9 @@ func TestFormatDuration(t *testing.T) {
 			if tc.in == 0 {
 				return
 			}
-			back, err := parseDuration(s)
+			back, err := ParseDuration(s)
 			if err != nil {
-				t.Fatalf("round trip: parseDuration(%q): %v", s, err)
+				t.Fatalf("round trip: ParseDuration(%q): %v", s, err)
 			}
 			if back != tc.in {
 				t.Errorf("round trip: %v -> %q -> %v", tc.in, s, back)
@@ -105,7 +105,7 @@ func TestFormatDuration(t *testing.T) {
 func TestDurationTextRoundTrip(t *testing.T) {
 	for _, in := range []string{"2d", "35d", "5m0s", "36h0m0s"} {
 		t.Run(in, func(t *testing.T) {
-			var d duration
+			var d Duration
 			if err := d.UnmarshalText([]byte(in)); err != nil {
 				t.Fatal(err)
 			}
