@@ -1,6 +1,15 @@
 // Package config is milter-grey's configuration file: the TOML keys and
 // their defaults, loading with errors that name the file, the line and the
 // key, and the checks of every value.
+//
+// Loading and validating read the configuration file and nothing else: no
+// list file, no account database, no DNS. A configuration loads the same
+// anywhere and for anyone (the admin commands read it to find
+// admin_listen), and the daemon can load it before it drops its
+// privileges without reading a list as root. What touches the system is a
+// separate call, made when the caller is ready for it: LoadLists reads the
+// list files (the daemon calls it after the privilege drop, as its user,
+// once per load), LookupAccounts resolves user, group and socket_group.
 package config
 
 import (
@@ -168,7 +177,8 @@ func (c *Config) KeyError(key string, err error) error {
 
 // Load reads and validates the file at path. A missing file is an error
 // unless optional is set (the default path), in which case the defaults
-// apply.
+// apply. Inline list entries are checked; list files are not read (see
+// LoadLists).
 func Load(path string, optional bool) (*Config, error) {
 	c := Default()
 	c.path = path

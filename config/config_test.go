@@ -185,7 +185,7 @@ func TestFullConfigLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := c.lists()
+	l, _, err := c.LoadLists()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 			path := writeFile(t, "milter-grey.toml", head+tc.body+"\n")
 			c, err := Load(path, false)
 			if err == nil {
-				t.Fatalf("loadConfig succeeded: %+v", c)
+				t.Fatalf("Load succeeded: %+v", c)
 			}
 			msg := err.Error()
 			loc := path + ":" + strconv.Itoa(tc.line) + ": "
@@ -346,7 +346,7 @@ func TestListFileBadLinesAreSkippedAndReported(t *testing.T) {
 			}
 			c, err := Load(path, false)
 			if err != nil {
-				t.Fatalf("loadConfig: %v", err)
+				t.Fatalf("Load: %v", err)
 			}
 			l, notes, err := c.LoadLists()
 			if err != nil {
@@ -406,13 +406,50 @@ func TestOptionalListFile(t *testing.T) {
 func TestMissingListFileIsAnError(t *testing.T) {
 	list := filepath.Join(t.TempDir(), "absent")
 	path := writeFile(t, "milter-grey.toml", "whitelist_client_files = ["+strconv.Quote(list)+"]\n")
-	_, err := Load(path, false)
+	c, err := Load(path, false)
+	if err != nil {
+		t.Fatalf("Load read the list file: %v", err)
+	}
+	_, _, err = c.LoadLists()
 	if err == nil {
-		t.Fatal("loadConfig succeeded")
+		t.Fatal("LoadLists succeeded")
 	}
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), list) {
 		t.Errorf("error %q should be not-exist and name %s", err, list)
 	}
+}
+
+// Load reads the configuration file and nothing else: list files that do
+// not exist and accounts that do not exist load, and are errors only when
+// LoadLists and LookupAccounts look for them.
+func TestLoadReadsOnlyTheConfigurationFile(t *testing.T) {
+	absent := filepath.Join(t.TempDir(), "absent")
+	for _, key := range []string{"whitelist_client_files", "whitelist_recipient_files", "never_auto_whitelist_files", "bypass_sender_files"} {
+		t.Run(key, func(t *testing.T) {
+			name := absent
+			if key == "bypass_sender_files" {
+				name = "hash:" + absent // as copied from main.cf
+			}
+			path := writeFile(t, "milter-grey.toml", key+" = ["+strconv.Quote(name)+"]\n")
+			c, err := Load(path, false)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if _, _, err := c.LoadLists(); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), key) {
+				t.Errorf("LoadLists: %v, want not-exist naming %s", err, key)
+			}
+		})
+	}
+	t.Run("accounts", func(t *testing.T) {
+		path := writeFile(t, "milter-grey.toml", "user = \"no-such-user-mg\"\ngroup = \"no-such-group-mg\"\n")
+		c, err := Load(path, false)
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		if _, _, err := c.LookupAccounts(); err == nil || !strings.HasPrefix(err.Error(), path+":1: user: ") {
+			t.Errorf("LookupAccounts: %v, want %s:1: user: …", err, path)
+		}
+	})
 }
 
 // A bypass file may be named with the table type copied from main.cf;
@@ -438,7 +475,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l, err := c.lists()
+			l, _, err := c.LoadLists()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -452,7 +489,11 @@ func TestBypassFileWithTableType(t *testing.T) {
 		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"regexp:nogreylist-senders\"]\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Load(path, false); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
+		c, err := Load(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
 			t.Errorf("error %v, want table type regexp: is not supported", err)
 		}
 	})

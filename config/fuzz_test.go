@@ -13,8 +13,8 @@ import (
 
 // FuzzConfig: any bytes as a configuration file load or fail without a
 // panic, and every error names the file, so that an admin knows where to
-// look. A file that loads is valid when validated again, and so are the
-// accounts it names or their error.
+// look. A file that loads is valid when validated again, and its lists and
+// accounts load or fail with an error that names it.
 func FuzzConfig(f *testing.F) {
 	// The full configuration and the sample with every setting
 	// uncommented (all the defaults), without their comments: the
@@ -80,8 +80,16 @@ func FuzzConfig(f *testing.F) {
 		if !c.SameExceptLists(c) {
 			t.Fatal("a configuration differs from itself")
 		}
+		// Load checked the inline entries: without list files the
+		// lists build, and an error in a list file names the
+		// configuration too.
 		if _, _, err := c.LoadLists(); err != nil {
-			t.Fatalf("loaded, but its lists do not build: %v", err)
+			if len(c.ListFiles()) == 0 {
+				t.Fatalf("loaded, but its lists do not build: %v", err)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("the lists error does not name the file %s: %v", path, err)
+			}
 		}
 		if _, _, err := c.LookupAccounts(); err != nil && !strings.Contains(err.Error(), path) {
 			t.Fatalf("the accounts error does not name the file %s: %v", path, err)
@@ -95,7 +103,7 @@ func namesFilesElsewhere(data []byte, path, dir string) bool {
 	c := Default()
 	c.path = path
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c); err != nil {
-		return false // loadConfig stops before it reads a list
+		return false // Load fails: LoadLists is not called
 	}
 	c.resolvePaths()
 	for _, p := range c.ListFiles() {

@@ -3,18 +3,9 @@ package config
 import (
 	"fmt"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/milter-grey/milter-grey/accessmap"
 	"github.com/milter-grey/milter-grey/greylist"
 )
-
-// lists builds the exemption lists from the inline entries and the list
-// files. Errors name the config key and entry, or the file and line.
-func (c *Config) lists() (*greylist.Lists, error) {
-	l, _, err := c.LoadLists()
-	return l, err
-}
 
 // ListFiles are every list file the configuration names, for change
 // detection: an optional file is watched too, so that creating it reloads.
@@ -36,52 +27,58 @@ type ListNotes struct {
 	Lists  greylist.ListReport // list lines skipped, optional files absent
 }
 
-// LoadLists builds the exemption lists from the inline entries and the
-// list files, with the notes on what loaded with a warning. Errors name
-// the config key and entry, or the file and line.
-func (c *Config) LoadLists() (*greylist.Lists, ListNotes, error) {
-	data := c.data
+// inlineLists builds the exemption lists from the entries written in the
+// configuration file itself. It does no I/O: validate calls it. Errors
+// name the key and the entry.
+func (c *Config) inlineLists() (*greylist.Lists, error) {
 	l := &greylist.Lists{
 		Trusted:            &greylist.Networks{},
 		Clients:            &greylist.ClientList{},
 		Recipients:         &greylist.RecipientList{},
 		NeverAutoWhitelist: &greylist.ClientList{},
 	}
-	inline := func(key string, entries []string, add func(string) error) error {
-		for _, e := range entries {
-			if err := add(e); err != nil {
-				return &configError{path: c.path, line: keyLine(data, toml.Key{key}), key: key, err: err}
-			}
-		}
-		return nil
-	}
-	var notes ListNotes
-	files := func(key string, paths []string, add func(string) error) error {
-		for _, p := range paths {
-			if err := notes.Lists.ReadFile(p, add); err != nil {
-				return fmt.Errorf("%s (from %s): %w", key, c.path, err)
-			}
-		}
-		return nil
-	}
-	steps := []error{
-		inline("trusted_networks", c.TrustedNetworks, l.Trusted.Add),
-		inline("whitelist_clients", c.WhitelistClients, l.Clients.Add),
-		inline("whitelist_recipients", c.WhitelistRecipients, l.Recipients.Add),
-		inline("never_auto_whitelist", c.NeverAutoWhitelist, l.NeverAutoWhitelist.Add),
-	}
-	for _, err := range steps {
-		if err != nil {
-			return nil, notes, err
-		}
-	}
-	for _, err := range []error{
-		files("whitelist_client_files", c.WhitelistClientFiles, l.Clients.Add),
-		files("whitelist_recipient_files", c.WhitelistRecipientFiles, l.Recipients.Add),
-		files("never_auto_whitelist_files", c.NeverAutoWhitelistFiles, l.NeverAutoWhitelist.Add),
+	for _, in := range []struct {
+		key     string
+		entries []string
+		add     func(string) error
+	}{
+		{"trusted_networks", c.TrustedNetworks, l.Trusted.Add},
+		{"whitelist_clients", c.WhitelistClients, l.Clients.Add},
+		{"whitelist_recipients", c.WhitelistRecipients, l.Recipients.Add},
+		{"never_auto_whitelist", c.NeverAutoWhitelist, l.NeverAutoWhitelist.Add},
 	} {
-		if err != nil {
-			return nil, notes, err
+		for _, e := range in.entries {
+			if err := in.add(e); err != nil {
+				return nil, c.KeyError(in.key, err)
+			}
+		}
+	}
+	return l, nil
+}
+
+// LoadLists reads the list files and returns the exemption lists, the
+// inline entries with the entries of the files, and the notes on what
+// loaded with a warning. Each file is read once. Errors name the key and
+// the configuration file, then the list file.
+func (c *Config) LoadLists() (*greylist.Lists, ListNotes, error) {
+	var notes ListNotes
+	l, err := c.inlineLists()
+	if err != nil {
+		return nil, notes, err
+	}
+	for _, f := range []struct {
+		key   string
+		paths []string
+		add   func(string) error
+	}{
+		{"whitelist_client_files", c.WhitelistClientFiles, l.Clients.Add},
+		{"whitelist_recipient_files", c.WhitelistRecipientFiles, l.Recipients.Add},
+		{"never_auto_whitelist_files", c.NeverAutoWhitelistFiles, l.NeverAutoWhitelist.Add},
+	} {
+		for _, p := range f.paths {
+			if err := notes.Lists.ReadFile(p, f.add); err != nil {
+				return nil, notes, fmt.Errorf("%s (from %s): %w", f.key, c.path, err)
+			}
 		}
 	}
 	if len(c.BypassSenderFiles) > 0 {

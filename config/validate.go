@@ -15,8 +15,8 @@ import (
 )
 
 // validate checks values the TOML types do not: ranges, names, addresses
-// and list entries. c.data is the file's text for line numbers (nil when
-// only defaults apply).
+// and inline list entries. It does no I/O. c.data is the file's text for
+// line numbers (nil when only defaults apply).
 func (c *Config) validate() error {
 	fail := func(key string, format string, args ...any) error {
 		return c.KeyError(key, fmt.Errorf(format, args...))
@@ -118,8 +118,8 @@ func (c *Config) validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return fail("log_level", "%v", err)
 	}
-	// The list entries, and for now the list files.
-	if _, err := c.lists(); err != nil {
+	// The inline list entries; the files are read by LoadLists.
+	if _, err := c.inlineLists(); err != nil {
 		return err
 	}
 	return nil

@@ -366,3 +366,51 @@ func TestOptionalListFileIsWatched(t *testing.T) {
 		})
 	}
 }
+
+// Each load reads each list file once: none at config.Load, one read at
+// start, one at each reload, one in check-config.
+func TestListFilesAreReadOncePerLoad(t *testing.T) {
+	dir := t.TempDir()
+	var extra string
+	var paths []string
+	for _, l := range []struct{ key, text string }{
+		{"whitelist_client_files", "mail.example.com\n"},
+		{"whitelist_recipient_files", "vip@\n"},
+		{"never_auto_whitelist_files", "192.0.2.0/24\n"},
+		{"bypass_sender_files", "alice@sender.example OK\n"},
+	} {
+		p := filepath.Join(dir, l.key)
+		if err := os.WriteFile(p, []byte(l.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		extra += l.key + " = [" + strconv.Quote(p) + "]\n"
+		paths = append(paths, p)
+	}
+	path := writeDaemonConfig(t, dir, "inet:127.0.0.1:0", extra)
+	opens := countOpens(t, paths...)
+	wantOpens := func(step string, want int) {
+		t.Helper()
+		for p, n := range opens.take(t) {
+			if n != want {
+				t.Errorf("%s: %s opened %d times, want %d", step, filepath.Base(p), n, want)
+			}
+		}
+	}
+
+	c, err := config.Load(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOpens("config.Load", 0)
+	d := startDaemon(t, c)
+	wantOpens("start", 1)
+	d.reload()
+	if !strings.Contains(d.log.String(), "msg=\"lists reloaded\"") {
+		t.Fatalf("the reload failed:\n%s", d.log)
+	}
+	wantOpens("reload", 1)
+	if code, out, errOut := milterGrey(t, "check-config", "-config", path); code != 0 {
+		t.Fatalf("check-config: exit %d\n%s%s", code, out, errOut)
+	}
+	wantOpens("check-config", 1)
+}

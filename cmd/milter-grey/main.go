@@ -315,13 +315,18 @@ func runCheckConfig(o *options, _ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: not found; the defaults apply and are valid\n", c.Path())
 		return 0
 	}
-	// The accounts are resolved here, not at load: a configuration is
-	// valid anywhere, its user exists on this host or not.
+	// What config.Load does not: the accounts, resolved on this host,
+	// and the list files (as the user running check-config, who may not
+	// be the daemon's).
 	if _, _, err := c.LookupAccounts(); err != nil {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
 	}
-	_, notes, _ := c.LoadLists() // errors were reported by config.Load
+	_, notes, err := c.LoadLists()
+	if err != nil {
+		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
+		return 1
+	}
 	for _, w := range notes.Bypass {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}

@@ -30,6 +30,8 @@ func TestRun(t *testing.T) {
 	withBadList := writeFile(t, "badlist.toml", "whitelist_client_files = ["+strconv.Quote(badList)+"]\n")
 	absentLocal := filepath.Join(t.TempDir(), "clients.local")
 	withAbsentLocal := writeFile(t, "local.toml", "whitelist_client_files = [\"?"+absentLocal+"\"]\n")
+	missingList := filepath.Join(t.TempDir(), "absent-list")
+	withMissingList := writeFile(t, "lists.toml", "whitelist_client_files = ["+strconv.Quote(missingList)+"]\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -61,6 +63,11 @@ func TestRun(t *testing.T) {
 			name: "check-config accepts an absent optional list file and says so",
 			args: []string{"check-config", "-config", withAbsentLocal},
 			code: 0, stdout: absentLocal + ": optional list file absent; skipped\n" + withAbsentLocal + ": OK\n",
+		},
+		{
+			name: "check-config reads the list files",
+			args: []string{"check-config", "-config", withMissingList},
+			code: 1, stderr: []string{"milter-grey: whitelist_client_files (from " + withMissingList + "): ", missingList, "no such file"},
 		},
 		{
 			name: "serve with a bad file fails before starting",

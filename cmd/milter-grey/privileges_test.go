@@ -665,3 +665,62 @@ func TestPrivilegeRefusals(t *testing.T) {
 		})
 	}
 }
+
+// The list files are read as the daemon's user, after the privilege drop,
+// and once. The list file is a named pipe: the daemon's open of it waits
+// for the test's, and its read for the text the test writes, so while it
+// reads, the test looks at who it is. A second read would wait forever:
+// the test opens the pipe once.
+func TestListFilesAreReadOnceAfterThePrivilegeDrop(t *testing.T) {
+	requireRoot(t)
+	uid, _ := testIDs(t)
+	dir := publicDir(t)
+	fifo := filepath.Join(dir, "whitelist_clients")
+	must(t, syscall.Mkfifo(fifo, 0o644))
+	must(t, os.Chmod(fifo, 0o644)) // whatever the umask: nobody may read it
+	config := writePrivConfig(t, dir, fmt.Sprintf(`listen = %q
+store = %q
+user = %q
+whitelist_client_files = [%q]
+reload_interval = "0s"
+dns_server = "127.0.0.9:53"
+`, fmt.Sprintf("inet:127.0.0.1:%d", freeLoopbackPort(t)), filepath.Join(dir, "db"), testUser, fifo))
+
+	opened := make(chan *os.File, 1)
+	go func() {
+		defer close(opened)
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			opened <- w
+		}
+	}()
+	t.Cleanup(func() {
+		// A reader that comes and goes ends the open above if the
+		// daemon never came.
+		if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			r.Close()
+		}
+		for w := range opened {
+			w.Close()
+		}
+	})
+
+	p := startProcess(t, config, nil)
+	select {
+	case w := <-opened:
+		st := procStatus(t, p.cmd.Process.Pid)
+		want := strings.TrimSpace(strings.Repeat(strconv.Itoa(uid)+" ", 4)) // real, effective, saved, fs
+		if st["Uid"] != want {
+			t.Errorf("the daemon reads its list file as Uid: %s, want %s (%s, after the drop)", st["Uid"], want, testUser)
+		}
+		if _, err := w.WriteString("mail.example.com\n"); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	case <-p.done:
+		t.Fatalf("milter-grey exited (%v) before it read its list file", p.err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("milter-grey did not read its list file")
+	}
+	p.waitLog(t, "milter-grey started", "whitelist_clients=1", "uid="+strconv.Itoa(uid))
+	p.stop(t)
+}
