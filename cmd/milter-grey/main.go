@@ -15,6 +15,13 @@
 //
 // See README.md for the commands, the configuration keys and the MTA
 // set-up.
+//
+// The configuration file is package config's business. Here, main.go
+// holds the commands and their flags; daemon.go the daemon's life from
+// start to stop, calling in order the steps of listen.go, privileges.go
+// and store.go, and wiring.go to turn the configuration into the engine's
+// and the milter server's settings; admincmd.go the admin commands, which
+// talk to the running daemon.
 package main
 
 import (
