@@ -142,9 +142,11 @@ func start(c *config.Config, log *slog.Logger) (_ *daemon, err error) {
 		warnIfUnreadable(c, log)
 	}
 
-	// The lists, as the daemon's user: what it cannot read now it could
-	// not reload either. The files are stat'ed before they are read: an
-	// edit made while they load is seen by the next change check.
+	// The lists, once, as the daemon's user: what it cannot read now it
+	// could not reload either. Before the store, so that a typo in a
+	// list fails the start at once. The files are stat'ed before they
+	// are read: an edit made while they load is seen by the next change
+	// check.
 	listFiles := c.ListFiles()
 	fingerprint, _ := accessmap.Stat(listFiles...)
 	lists, notes, err := c.LoadLists()

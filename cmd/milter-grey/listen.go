@@ -28,17 +28,17 @@ func listen(c *config.Config) (net.Listener, error) {
 
 // listenAll opens the milter socket and, when admin_listen is set, the
 // admin socket (else nil), giving unix sockets the owner and group p says.
-func listenAll(c *config.Config, p *privileges, log *slog.Logger) (milter, admin net.Listener, err error) {
-	milter, err = listenSpec(c, c.Listen, "listen", milterExposure, p, log)
+func listenAll(c *config.Config, p *privileges, log *slog.Logger) (milterLn, adminLn net.Listener, err error) {
+	milterLn, err = listenSpec(c, c.Listen, "listen", milterExposure, p, log)
 	if err != nil || c.AdminListen == "" {
-		return milter, nil, err
+		return milterLn, nil, err
 	}
-	admin, err = listenSpec(c, c.AdminListen, "admin_listen", adminExposure, p, log)
+	adminLn, err = listenSpec(c, c.AdminListen, "admin_listen", adminExposure, p, log)
 	if err != nil {
-		milter.Close()
+		milterLn.Close()
 		return nil, nil, err
 	}
-	return milter, admin, nil
+	return milterLn, adminLn, nil
 }
 
 // What a stranger who reaches each listener could do, for the messages.
