@@ -380,7 +380,7 @@ func TestOptionalListFile(t *testing.T) {
 	write(`whitelist_client_files = ["?clients.local", "?` + filepath.Join(dir, "absent") + `"]` + "\n")
 	c, err := Load(path, false)
 	if err != nil {
-		t.Fatalf("loadConfig with absent optional files: %v", err)
+		t.Fatalf("Load with absent optional files: %v", err)
 	}
 	want := []string{"?" + filepath.Join(dir, "clients.local"), "?" + filepath.Join(dir, "absent")}
 	if !slices.Equal(c.WhitelistClientFiles, want) {
