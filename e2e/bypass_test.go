@@ -63,12 +63,8 @@ func startBypassSite(t *testing.T, extra map[string]string) *bypassSite {
 	srv := testdns.Start(t)
 	srv.SetTXT("example.com", "v=spf1 ip4:203.0.113.0/24 -all")
 	srv.SetTXT("example.net", "v=spf1 ip4:198.51.100.0/24 ip4:203.0.113.0/24 -all")
-	pub, err := x509.MarshalPKIXPublicKey(&bypassDKIMKey().PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, d := range []string{"example.com", "attacker.test"} {
-		srv.SetTXT("sel._domainkey."+d, "v=DKIM1; k=rsa; p="+base64.StdEncoding.EncodeToString(pub))
+		srv.SetTXT("sel._domainkey."+d, "v=DKIM1; k=rsa; p="+dkimPublicKey(t))
 	}
 
 	content, err := os.ReadFile(bypassListSource)
@@ -98,13 +94,32 @@ func (s *bypassSite) send(t *testing.T, client, from, token string) (string, int
 	return sendMail(t, s.pf, client, from, bypassRcpt, token)
 }
 
-// sendSigned sends a message signed by domain d (c=simple/simple, every
-// header field signed, one of them written without a space after the
-// colon) with token in its subject and body.
+// sendSigned sends a message signed by domain d from client to the site's
+// recipient (see sendSignedMessage).
 func (s *bypassSite) sendSigned(t *testing.T, client, from, d, token string) (string, int) {
 	t.Helper()
+	return sendSignedMessage(t, s.pf.Port(), client, from, bypassRcpt, d, token)
+}
+
+// dkimPublicKey is the p= of the tests' DKIM key, for a sel._domainkey
+// record.
+func dkimPublicKey(t *testing.T) string {
+	t.Helper()
+	pub, err := x509.MarshalPKIXPublicKey(&bypassDKIMKey().PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(pub)
+}
+
+// sendSignedMessage sends through the Postfix on port a message from
+// client, signed by domain d with selector sel (c=simple/simple, every
+// header field signed, one of them written without a space after the
+// colon), with token in its subject and body.
+func sendSignedMessage(t *testing.T, port int, client, from, to, d, token string) (string, int) {
+	t.Helper()
 	msg := "From: Alice <" + from + ">\r\n" +
-		"To: <" + bypassRcpt + ">\r\n" +
+		"To: <" + to + ">\r\n" +
 		"Subject: e2e bypass " + token + ",\r\n" +
 		"\tsigned by " + d + "\r\n" +
 		"Date: " + time.Now().Format(time.RFC1123Z) + "\r\n" +
@@ -129,11 +144,11 @@ func (s *bypassSite) sendSigned(t *testing.T, client, from, d, token string) (st
 	}
 	file := filepath.Join(t.TempDir(), "signed.eml")
 	must(t, os.WriteFile(file, b.Bytes(), 0o644))
-	return swaks(t, s.pf.Port(),
+	return swaks(t, port,
 		"--xclient-addr", client,
 		"--helo", "mail.sender.test",
 		"--from", from,
-		"--to", bypassRcpt,
+		"--to", to,
 		"--data", file)
 }
 
