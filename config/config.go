@@ -95,6 +95,17 @@ type Config struct {
 	DNSServer                     string   `toml:"dns_server"`
 	DNSTimeout                    Duration `toml:"dns_timeout"`
 
+	// Selective greylisting and domain trust.
+	Greylist              string   `toml:"greylist"`
+	GreylistTriggers      []string `toml:"greylist_triggers"`
+	DNSBLZones            []string `toml:"dnsbl_zones"`
+	DNSWLZones            []string `toml:"dnswl_zones"`
+	DynamicNameFile       string   `toml:"dynamic_name_file"`
+	SPFKeyDropsLocalPart  bool     `toml:"spf_key_drops_local_part"`
+	DomainTrust           int      `toml:"domain_trust"`
+	NeverTrustDomains     []string `toml:"never_trust_domains"`
+	NeverTrustDomainFiles []string `toml:"never_trust_domain_files"`
+
 	// Logging.
 	LogFormat string `toml:"log_format"`
 	LogOutput string `toml:"log_output"`
@@ -128,6 +139,10 @@ func Default() *Config {
 		AddHeader:          true,
 		TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},
 		ReloadInterval:     Duration(10 * time.Second),
+
+		Greylist:         greylist.Everyone.String(),
+		GreylistTriggers: []string{"dnsbl", "spf-fail", "dynamic-name", "no-fcrdns"},
+		DomainTrust:      greylist.DefaultDomainTrust,
 
 		ParentDomainMatchesSubdomains: true,
 		KeyBySPFDomain:                true,
@@ -215,7 +230,11 @@ func Load(path string, optional bool) (*Config, error) {
 // the configuration file, not to wherever the daemon was started.
 func (c *Config) resolvePaths() {
 	dir := filepath.Dir(c.path)
-	for _, l := range []*[]string{&c.WhitelistClientFiles, &c.WhitelistRecipientFiles, &c.NeverAutoWhitelistFiles, &c.BypassSenderFiles} {
+	if c.DynamicNameFile != "" && !filepath.IsAbs(c.DynamicNameFile) {
+		c.DynamicNameFile = filepath.Join(dir, c.DynamicNameFile)
+	}
+	for _, l := range []*[]string{&c.WhitelistClientFiles, &c.WhitelistRecipientFiles, &c.NeverAutoWhitelistFiles,
+		&c.NeverTrustDomainFiles, &c.BypassSenderFiles} {
 		for i, p := range *l {
 			// A bypass file may carry the table type copied from
 			// main.cf ("hash:/etc/postfix/nogreylist-senders"): the

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/milter-grey/milter-grey/accessmap"
+	"github.com/milter-grey/milter-grey/dnslist"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -17,7 +19,34 @@ func (c *Config) ListFiles() []string {
 			all = append(all, path)
 		}
 	}
+	for _, name := range c.NeverTrustDomainFiles {
+		path, _ := greylist.ListFilePath(name)
+		all = append(all, path)
+	}
+	if c.DynamicNameFile != "" {
+		all = append(all, c.DynamicNameFile)
+	}
 	return append(all, c.BypassSenderFiles...)
+}
+
+// parseZones parses dnsbl_zones or dnswl_zones.
+func parseZones(zones []string) ([]dnslist.Zone, error) {
+	var out []dnslist.Zone
+	for _, s := range zones {
+		z, err := dnslist.ParseZone(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, z)
+	}
+	return out, nil
+}
+
+// Zones returns the DNS blocklists and allowlists (validated at load).
+func (c *Config) Zones() (block, allow []dnslist.Zone) {
+	block, _ = parseZones(c.DNSBLZones)
+	allow, _ = parseZones(c.DNSWLZones)
+	return block, allow
 }
 
 // ListNotes is what loading the lists found that does not stop them from
@@ -36,6 +65,8 @@ func (c *Config) inlineLists() (*greylist.Lists, error) {
 		Clients:            &greylist.ClientList{},
 		Recipients:         &greylist.RecipientList{},
 		NeverAutoWhitelist: &greylist.ClientList{},
+		NeverTrustDomains:  &greylist.DomainList{},
+		DynamicNames:       greylist.DefaultNamePatterns(),
 	}
 	for _, in := range []struct {
 		key     string
@@ -46,6 +77,7 @@ func (c *Config) inlineLists() (*greylist.Lists, error) {
 		{"whitelist_clients", c.WhitelistClients, l.Clients.Add},
 		{"whitelist_recipients", c.WhitelistRecipients, l.Recipients.Add},
 		{"never_auto_whitelist", c.NeverAutoWhitelist, l.NeverAutoWhitelist.Add},
+		{"never_trust_domains", c.NeverTrustDomains, l.NeverTrustDomains.Add},
 	} {
 		for _, e := range in.entries {
 			if err := in.add(e); err != nil {
@@ -74,12 +106,20 @@ func (c *Config) LoadLists() (*greylist.Lists, ListNotes, error) {
 		{"whitelist_client_files", c.WhitelistClientFiles, l.Clients.Add},
 		{"whitelist_recipient_files", c.WhitelistRecipientFiles, l.Recipients.Add},
 		{"never_auto_whitelist_files", c.NeverAutoWhitelistFiles, l.NeverAutoWhitelist.Add},
+		{"never_trust_domain_files", c.NeverTrustDomainFiles, l.NeverTrustDomains.Add},
 	} {
 		for _, p := range f.paths {
 			if err := notes.Lists.ReadFile(p, f.add); err != nil {
 				return nil, notes, fmt.Errorf("%s (from %s): %w", f.key, c.path, err)
 			}
 		}
+	}
+	if c.DynamicNameFile != "" {
+		p, err := readNamePatterns(c.DynamicNameFile)
+		if err != nil {
+			return nil, notes, fmt.Errorf("dynamic_name_file (from %s): %w", c.path, err)
+		}
+		l.DynamicNames = p
 	}
 	if len(c.BypassSenderFiles) > 0 {
 		opts := accessmap.DefaultOptions()
@@ -92,4 +132,14 @@ func (c *Config) LoadLists() (*greylist.Lists, ListNotes, error) {
 		l.Bypass, notes.Bypass = t, w
 	}
 	return l, notes, nil
+}
+
+// readNamePatterns reads a dynamic_name_file.
+func readNamePatterns(path string) (*greylist.NamePatterns, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return greylist.ParseNamePatterns(path, f)
 }

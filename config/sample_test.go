@@ -31,7 +31,8 @@ func TestSampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 	got.data, got.present = nil, false // how it was read, not what it says
 	// Empty lists in the file decode as empty, not nil.
 	for _, l := range []*[]string{&want.WhitelistClients, &want.WhitelistClientFiles, &want.WhitelistRecipients,
-		&want.WhitelistRecipientFiles, &want.NeverAutoWhitelist, &want.NeverAutoWhitelistFiles, &want.BypassSenderFiles} {
+		&want.WhitelistRecipientFiles, &want.NeverAutoWhitelist, &want.NeverAutoWhitelistFiles, &want.BypassSenderFiles,
+		&want.DNSBLZones, &want.DNSWLZones, &want.NeverTrustDomains, &want.NeverTrustDomainFiles} {
 		*l = []string{}
 	}
 	if !reflect.DeepEqual(got, want) {

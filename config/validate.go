@@ -109,6 +109,23 @@ func (c *Config) validate() error {
 	if err := milter.ValidateReply(c.Reply); err != nil {
 		return fail("greylist_reply", "%v", err)
 	}
+	if _, err := greylist.ParseScope(c.Greylist); err != nil {
+		return fail("greylist", "%v", err)
+	}
+	if _, err := greylist.ParseTriggers(c.GreylistTriggers); err != nil {
+		return fail("greylist_triggers", "%v", err)
+	}
+	for _, z := range []struct {
+		key   string
+		zones []string
+	}{{"dnsbl_zones", c.DNSBLZones}, {"dnswl_zones", c.DNSWLZones}} {
+		if _, err := parseZones(z.zones); err != nil {
+			return fail(z.key, "%v", err)
+		}
+	}
+	if c.DomainTrust < 0 || c.DomainTrust > 10000 {
+		return fail("domain_trust", "%d: want 0 (off) to 10000", c.DomainTrust)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fail("log_format", "%q: want \"text\" or \"json\"", c.LogFormat)
 	}

@@ -98,21 +98,18 @@ func runImport(o *options, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "milter-grey: -ipv4cidr/-ipv6cidr: %v\n", err)
 		return 2
 	}
-	policy := greylist.Policy{
-		Delay:       time.Duration(c.Delay),
-		RetryWindow: time.Duration(c.RetryWindow),
-		MaxAge:      time.Duration(c.MaxAge),
-	}
+	ec := engineConfig(c) // the keys and lifetimes the daemon uses
 	im := migrate.NewImporter(migrate.Options{
-		Policy:         policy,
-		Mask:           greylist.ClientMask{IPv4: c.IPv4Mask, IPv6: c.IPv6Mask},
-		Delimiters:     c.RecipientDelimiter,
-		AutoWhitelist:  c.AutoWhitelist,
-		KeyBySPFDomain: c.KeyBySPFDomain,
-		Delay:          o.imp.delay,
-		Autowhite:      o.imp.autowhite,
-		SourceMask:     mask,
-		Now:            time.Now(),
+		Policy:               ec.Policy,
+		Mask:                 ec.Mask,
+		Delimiters:           ec.Delimiters,
+		AutoWhitelist:        ec.AutoWhitelist,
+		KeyBySPFDomain:       ec.KeyBySPFDomain,
+		SPFKeyDropsLocalPart: ec.SPFKeyDropsLocalPart,
+		Delay:                o.imp.delay,
+		Autowhite:            o.imp.autowhite,
+		SourceMask:           mask,
+		Now:                  time.Now(),
 	})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -130,7 +127,7 @@ func runImport(o *options, args []string, stdout, stderr io.Writer) int {
 	recs := im.Records()
 	now := time.Now()
 	entry := func(r migrate.Record) admin.Entry {
-		return admin.DumpEntry(r.Key, &r.Rec, policy.Lifetime(&r.Rec, now), now)
+		return admin.DumpEntry(r.Key, &r.Rec, ec.Policy.Lifetime(&r.Rec, now), now)
 	}
 
 	if o.imp.dryRun {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/config"
+	"github.com/milter-grey/milter-grey/dnslist"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/metrics"
 	"github.com/milter-grey/milter-grey/milter"
@@ -21,28 +22,49 @@ func newResolver(c *config.Config, m *metrics.Metrics) *net.Resolver {
 }
 
 // newEngine is the greylisting engine the configuration describes, on
-// store, checking SPF through resolver.
+// store, checking SPF and the DNS lists through resolver.
 func newEngine(c *config.Config, store greylist.Store, resolver *net.Resolver, log *slog.Logger) *greylist.Engine {
+	ec := engineConfig(c)
+	ec.SPF = auth.NewSPF(resolver, auth.SPFOptions{Timeout: time.Duration(c.DNSTimeout)})
+	block, allow := c.Zones()
+	if len(block) > 0 {
+		ec.DNSBL = dnslist.New(resolver, time.Duration(c.DNSTimeout), block)
+	}
+	if len(allow) > 0 {
+		ec.DNSWL = dnslist.New(resolver, time.Duration(c.DNSTimeout), allow)
+	}
+	ec.Logger = log
+	return greylist.New(store, ec)
+}
+
+// engineConfig is the engine's policy as the configuration sets it,
+// without the outside world (SPF, DNS lists, logs): the daemon's engine
+// and the import's keys and lifetimes follow the same settings.
+func engineConfig(c *config.Config) greylist.Config {
 	onErr := greylist.ErrorAccept
 	if c.OnError == "tempfail" {
 		onErr = greylist.ErrorTempfail
 	}
-	return greylist.New(store, greylist.Config{
+	scope, _ := greylist.ParseScope(c.Greylist)               // validated at load
+	triggers, _ := greylist.ParseTriggers(c.GreylistTriggers) // validated at load
+	return greylist.Config{
 		Policy: greylist.Policy{
 			Delay:       time.Duration(c.Delay),
 			RetryWindow: time.Duration(c.RetryWindow),
 			MaxAge:      time.Duration(c.MaxAge),
 		},
-		Mask:            greylist.ClientMask{IPv4: c.IPv4Mask, IPv6: c.IPv6Mask},
-		Delimiters:      c.RecipientDelimiter,
-		NoDelimiter:     c.RecipientDelimiter == "",
-		AutoWhitelist:   c.AutoWhitelist,
-		KeyBySPFDomain:  c.KeyBySPFDomain,
-		SPF:             auth.NewSPF(resolver, auth.SPFOptions{Timeout: time.Duration(c.DNSTimeout)}),
-		StrictAlignment: c.DKIMAlignment == "strict",
-		OnError:         onErr,
-		Logger:          log,
-	})
+		Mask:                 greylist.ClientMask{IPv4: c.IPv4Mask, IPv6: c.IPv6Mask},
+		Delimiters:           c.RecipientDelimiter,
+		NoDelimiter:          c.RecipientDelimiter == "",
+		AutoWhitelist:        c.AutoWhitelist,
+		KeyBySPFDomain:       c.KeyBySPFDomain,
+		SPFKeyDropsLocalPart: c.SPFKeyDropsLocalPart,
+		DomainTrust:          c.DomainTrust,
+		Scope:                scope,
+		Triggers:             triggers,
+		StrictAlignment:      c.DKIMAlignment == "strict",
+		OnError:              onErr,
+	}
 }
 
 // newMilterConfig is the milter server's configuration: the engine, the
