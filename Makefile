@@ -69,7 +69,7 @@ fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 # Serve on the embedded default (Badger in /var/lib/milter-grey, milter on
-# 127.0.0.1:10025), with /etc/milter-grey/milter-grey.toml if it exists.
+# 127.0.0.1:10091), with /etc/milter-grey/milter-grey.toml if it exists.
 run:
 	$(GO) run ./cmd/milter-grey
 

@@ -108,7 +108,7 @@ type Config struct {
 // Default returns the configuration of an empty file.
 func Default() *Config {
 	return &Config{
-		Listen:             "inet:127.0.0.1:10025",
+		Listen:             "inet:127.0.0.1:10091",
 		SocketMode:         "0660",
 		ShutdownTimeout:    Duration(15 * time.Second),
 		IdleTimeout:        Duration(10 * time.Minute),

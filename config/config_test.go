@@ -58,7 +58,7 @@ func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 		key       string
 		got, want any
 	}{
-		{"listen", c.Listen, "inet:127.0.0.1:10025"},
+		{"listen", c.Listen, "inet:127.0.0.1:10091"},
 		{"socket_mode", c.SocketMode, "0660"},
 		{"allow_public_listen", c.AllowPublic, false},
 		{"user", c.User, ""},
@@ -281,9 +281,9 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"recipient_delimiter with an @", `recipient_delimiter = "@"`, 3, "recipient_delimiter", "'@'"},
 		{"a negative auto_whitelist", `auto_whitelist = -1`, 3, "auto_whitelist", "0 (off) or more"},
 		{"an empty store", `store = ""`, 3, "store", "directory"},
-		{"admin_listen of an unknown kind", `admin_listen = "http://127.0.0.1:10026"`, 3, "admin_listen", `unknown socket type "http"`},
-		{"admin_listen on the milter socket", "listen = \"inet:127.0.0.1:10025\"\nadmin_listen = \"inet:10025@127.0.0.1\"", 4, "admin_listen", "is the milter socket"},
-		{"admin_listen off loopback", `admin_listen = "inet:192.0.2.1:10026"`, 3, "admin_listen", "allow_public_listen"},
+		{"admin_listen of an unknown kind", `admin_listen = "http://127.0.0.1:10092"`, 3, "admin_listen", `unknown socket type "http"`},
+		{"admin_listen on the milter socket", "listen = \"inet:127.0.0.1:10091\"\nadmin_listen = \"inet:10091@127.0.0.1\"", 4, "admin_listen", "is the milter socket"},
+		{"admin_listen off loopback", `admin_listen = "inet:192.0.2.1:10092"`, 3, "admin_listen", "allow_public_listen"},
 		{"dry_run not a boolean", `dry_run = "yes"`, 3, "dry_run", "incompatible types"},
 		{"a key set twice", "delay = \"5m\"\ndelay = \"6m\"", 4, "delay", "already been defined"},
 		{"a TOML syntax error", "delay = 5m", 3, "", ""},

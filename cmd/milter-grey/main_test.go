@@ -24,7 +24,7 @@ func writeFile(t *testing.T, name, text string) string {
 }
 
 func TestRun(t *testing.T) {
-	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10025\"\ndelya = \"5m\"\n")
+	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10091\"\ndelya = \"5m\"\n")
 	missing := filepath.Join(t.TempDir(), "absent.toml")
 	badList := writeFile(t, "clients", "192.0.2\n# a comment\n10\n")
 	withBadList := writeFile(t, "badlist.toml", "whitelist_client_files = ["+strconv.Quote(badList)+"]\n")
