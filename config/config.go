@@ -99,6 +99,8 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	LogOutput string `toml:"log_output"`
 	LogLevel  string `toml:"log_level"`
+	// SyslogFacility is the facility of syslog lines (log_output = "syslog").
+	SyslogFacility string `toml:"syslog_facility"`
 
 	path    string // the file read, for errors
 	data    []byte // its text, for line numbers
@@ -138,6 +140,7 @@ func Default() *Config {
 		LogFormat:                     "text",
 		LogOutput:                     "stderr",
 		LogLevel:                      "info",
+		SyslogFacility:                "mail",
 	}
 }
 

@@ -81,6 +81,7 @@ func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 		{"log_format", c.LogFormat, "text"},
 		{"log_output", c.LogOutput, "stderr"},
 		{"log_level", c.LogLevel, "info"},
+		{"syslog_facility", c.SyslogFacility, "mail"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
@@ -164,6 +165,7 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 		LogFormat:               "json",
 		LogOutput:               "syslog",
 		LogLevel:                "debug",
+		SyslogFacility:          "local3",
 		path:                    fullConfig,
 	}
 	rc, rw, rd := reflect.ValueOf(c).Elem(), reflect.ValueOf(want).Elem(), reflect.ValueOf(Default()).Elem()
@@ -268,6 +270,8 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"log_format neither text nor json", `log_format = "xml"`, 3, "log_format", `"xml"`},
 		{"log_output neither stderr nor syslog", `log_output = "file"`, 3, "log_output", `"file"`},
 		{"an unknown log_level", `log_level = "loud"`, 3, "log_level", `"loud"`},
+		{"a syslog_facility syslog does not know", `syslog_facility = "local8"`, 3, "syslog_facility", `"local8"`},
+		{"syslog_facility kern", `syslog_facility = "kern"`, 3, "syslog_facility", `"kern"`},
 		{"socket_mode not octal", `socket_mode = "999"`, 3, "socket_mode", `"999"`},
 		{"socket_mode above 0777", `socket_mode = "01777"`, 3, "socket_mode", `"01777"`},
 		{"a user name with a space", `user = "mail grey"`, 3, "user", "not a user or group name"},
