@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -490,15 +491,52 @@ func TestBypassFileWithTableType(t *testing.T) {
 	}
 	t.Run("an unsupported type is reported as such", func(t *testing.T) {
 		path := filepath.Join(dir, "milter-grey.toml")
-		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"regexp:nogreylist-senders\"]\n"), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"cidr:nogreylist-senders\"]\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		c, err := Load(path, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
-			t.Errorf("error %v, want table type regexp: is not supported", err)
+		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), "table type cidr: is not supported") {
+			t.Errorf("error %v, want table type cidr: is not supported", err)
+		}
+	})
+	t.Run("a pcre: table, relative to the configuration", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(dir, "senders.pcre"), []byte("/^postmaster@/ OK\n/@example\\.com$/ OK\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "milter-grey.toml")
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"pcre:senders.pcre\", \"hash:nogreylist-senders\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _, err := c.LoadLists()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := l.Bypass.Lookup(envelope.Parse("postmaster@example.org")); !ok || m.File != filepath.Join(dir, "senders.pcre") || m.Line != 1 {
+			t.Errorf("Lookup = %+v, %v; want line 1 of senders.pcre", m, ok)
+		}
+	})
+	t.Run("a pattern RE2 cannot match is an error naming file and line", func(t *testing.T) {
+		pcre := filepath.Join(dir, "bad.pcre")
+		if err := os.WriteFile(pcre, []byte("# partners\n/^(?!noreply@).*@partner\\.test$/ OK\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "milter-grey.toml")
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"pcre:bad.pcre\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), pcre+":2: ") || !strings.Contains(err.Error(), "lookahead") {
+			t.Errorf("error %v, want %s:2 and lookahead", err, pcre)
 		}
 	})
 }
