@@ -198,3 +198,24 @@ func TestUsageRequiredFlagsAreRequired(t *testing.T) {
 		}
 	}
 }
+
+// milter-grey(8) documents every command and every flag.
+func TestManPageDocumentsEveryCommandAndFlag(t *testing.T) {
+	page, err := os.ReadFile("../../docs/man/milter-grey.8.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(page)
+	for _, c := range commands() {
+		if !strings.Contains(text, "**"+c.name+"**") {
+			t.Errorf("milter-grey(8) does not document the command %s (as **%s**)", c.name, c.name)
+		}
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.flags(fs, &options{})
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(text, "**-"+f.Name+"**") {
+				t.Errorf("milter-grey(8) does not document -%s of %s (as **-%s**)", f.Name, c.name, f.Name)
+			}
+		})
+	}
+}
