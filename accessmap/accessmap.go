@@ -2,11 +2,12 @@
 // addresses in Postfix's order. milter-grey uses it for the sender bypass
 // list, so that an admin's existing check_sender_access file works unchanged.
 //
-// It is for indexed tables only (hash:, btree:, lmdb:, cdb:, texthash: and
-// the like): the text source that postmap(1) reads, looked up the way the
-// Postfix 3.7 SMTP server looks up an envelope sender with
-// check_sender_access. It is not for regexp:, pcre:, cidr: or network
-// tables, and it does not evaluate Postfix restrictions.
+// It reads indexed tables (hash:, btree:, lmdb:, cdb:, texthash: and the
+// like: the text source that postmap(1) reads) and pattern tables
+// (regexp_table(5) and pcre_table(5)), looked up the way the Postfix 3.7
+// SMTP server looks up an envelope sender with check_sender_access. It is
+// not for cidr: or network tables, and it does not evaluate Postfix
+// restrictions.
 //
 // # Lookup order
 //
@@ -36,6 +37,34 @@
 // "a.b"@example.com), the domain without its trailing dot. Addresses
 // without a domain never match: Postfix would append $myorigin, which
 // milter-grey does not know.
+//
+// # Pattern tables
+//
+// A regexp: or pcre: table is a list of rules, "/pattern/flags result",
+// "!/pattern/flags result" (applies when the pattern does not match), and
+// "if /pattern/" ... "endif" blocks, tried in order; the first rule that
+// applies decides, and its result may use $1, ${1} or $(1) for the text of
+// a parenthesised subexpression ($$ is a '$'). As Postfix does for such
+// tables, the pattern is applied to the whole address only: the key
+// Postfix looks up first (user+ext@sub.example.com, or "<>" for the null
+// sender), without case folding (patterns are case-insensitive unless the
+// i flag turns that off), and never to the domain or user@ keys.
+//
+// Patterns are matched with Go's regexp package (RE2), which has no
+// backreferences, lookaround, atomic groups, possessive quantifiers,
+// recursion or conditionals: a pattern that uses one is an error naming
+// file, line and the construct. regexp: tables are read as glibc's regcomp
+// reads POSIX extended expressions (leftmost-longest matching; a backslash
+// inside brackets is itself; \w, \s,  and their capitals as GNU defines
+// them; a backslash before another letter or a digit, which means
+// something else in POSIX than in Perl syntax, is an error), pcre: tables
+// as PCRE2 reads them (flags i and s on by default; m, x, A, U toggle; E
+// and X change nothing on an address).
+//
+// When several tables are loaded together, each lookup key is tried in
+// every table in the order they were given, as a Postfix table list does:
+// the whole address first, in indexed and pattern tables alike; then the
+// other keys, in the indexed tables only.
 //
 // # Actions
 //
@@ -113,7 +142,7 @@ func DefaultOptions() Options {
 
 // Match is the table entry that decided a lookup.
 type Match struct {
-	Key    string // the key as stored: lower-cased, e.g. "example.com"
+	Key    string // the key as stored, lower-cased ("example.com"); for a pattern table the pattern as written ("/^postmaster@/")
 	Action string // the whole value, e.g. "OK" or "REJECT go away"
 	File   string // the file it came from, as given to Load or Parse
 	Line   int    // the line where the entry starts
@@ -134,15 +163,24 @@ func (m Match) String() string {
 type Table struct {
 	opts    Options
 	entries map[string]Match
-	fp      Fingerprint
+	// order is each indexed file's place among the tables given to Load,
+	// and patterns the pattern tables, for the whole-address lookup.
+	order    map[string]int
+	patterns []*patternTable
+	fp       Fingerprint
 }
 
-// Len is the number of entries.
+// Len is the number of entries, with each match rule of a pattern table
+// as one.
 func (t *Table) Len() int {
 	if t == nil {
 		return 0
 	}
-	return len(t.entries)
+	n := len(t.entries)
+	for _, p := range t.patterns {
+		n += p.len()
+	}
+	return n
 }
 
 // Options returns the options the table was loaded with.
@@ -171,8 +209,28 @@ func (t *Table) Fingerprint() Fingerprint {
 // was found, m is the zero Match. The null sender is looked up as Postfix
 // does; an address Postfix would not accept as it is never matches.
 func (t *Table) Lookup(addr envelope.Address) (m Match, bypass bool) {
-	if t == nil || len(t.entries) == 0 {
+	if t == nil || len(t.entries) == 0 && len(t.patterns) == 0 {
 		return Match{}, false
+	}
+	if len(t.patterns) > 0 {
+		// The whole address, in every table in order: a pattern table
+		// before the indexed file that has the key decides first.
+		full, ok := t.opts.fullKey(addr)
+		if !ok {
+			return Match{}, false
+		}
+		first := len(t.order) + len(t.patterns)
+		if e, ok := t.entries[fold(full)]; ok {
+			first = t.order[e.File]
+		}
+		for _, p := range t.patterns {
+			if p.order > first {
+				break
+			}
+			if m, ok := p.lookup(full); ok {
+				return m, m.Bypass
+			}
+		}
 	}
 	for key := range t.opts.keys(addr) {
 		if e, ok := t.entries[key]; ok {
@@ -182,8 +240,9 @@ func (t *Table) Lookup(addr envelope.Address) (m Match, bypass bool) {
 	return Match{}, false
 }
 
-// LookupKeys returns the keys Postfix would try for addr, in order, as
-// Lookup tries them: for logs, tests and an admin's "explain".
+// LookupKeys returns the keys Postfix would try for addr in indexed
+// tables, in order, as Lookup tries them: for logs, tests and an admin's
+// "explain". Pattern tables see the first key only, with its case kept.
 func (o Options) LookupKeys(addr envelope.Address) []string {
 	return slices.Collect(o.keys(addr))
 }
@@ -192,34 +251,44 @@ func (o Options) LookupKeys(addr envelope.Address) []string {
 // octets; anything much longer is garbage and is not worth hashing.
 const maxAddrLen = 2048
 
+// fullKey is the first key Postfix looks up for a, before case folding:
+// the whole address, or the null sender's key. It is what pattern tables
+// are matched against (smtpd_check.c check_mail_access, the FULL lookup).
+// ok is false for an address that is never looked up.
+func (o Options) fullKey(a envelope.Address) (key string, ok bool) {
+	switch {
+	case len(a.Raw()) > maxAddrLen:
+		return "", false
+	case a.IsNull():
+		if o.NullSenderKey == "" {
+			return "<>", true
+		}
+		return o.NullSenderKey, true
+	case !a.Qualified():
+		return "", false
+	}
+	return quoteLocal(a.Local()) + "@" + a.Domain(), true
+}
+
 // keys yields the lookup keys for a in Postfix's order (smtpd_check.c
 // check_mail_access and check_domain_access).
 func (o Options) keys(a envelope.Address) iter.Seq[string] {
 	return func(yield func(string) bool) {
-		if len(a.Raw()) > maxAddrLen {
-			return
-		}
-		if a.IsNull() {
-			key := o.NullSenderKey
-			if key == "" {
-				key = "<>"
-			}
-			yield(fold(key))
-			return
-		}
-		if !a.Qualified() {
+		full, ok := o.fullKey(a)
+		if !ok {
 			return
 		}
 		// Keys are built as Postfix builds them and folded whole, as the
-		// table's keys are.
+		// table's keys are. user+ext@domain (or the null sender's key)
+		// first.
+		if !yield(fold(full)) || a.IsNull() {
+			return
+		}
+		// Then user@domain.
 		local := quoteLocal(a.Local())
 		base, hasExt := splitExtension(a.Local(), o.Delimiters)
 		if hasExt {
 			base = quoteLocal(base)
-		}
-		// user+ext@domain, then user@domain.
-		if !yield(fold(local + "@" + a.Domain())) {
-			return
 		}
 		if hasExt && !yield(fold(base+"@"+a.Domain())) {
 			return

@@ -26,7 +26,7 @@ func Stat(paths ...string) (Fingerprint, error) {
 	var fp fingerprintBuilder
 	var first error
 	for _, p := range paths {
-		path, err := sourcePath(p)
+		_, path, err := tableSource(p)
 		if err != nil {
 			return "", err
 		}

@@ -96,3 +96,46 @@ func lookup(t *testing.T, tb *Table, addr string) {
 	}
 	_ = m.String()
 }
+
+// FuzzParsePatterns: any regexp: or pcre: table parses or fails without a
+// panic, and one that parses answers any address with a rule of its own,
+// whose bypass follows from its result.
+func FuzzParsePatterns(f *testing.F) {
+	for _, name := range []string{"senders.regexp", "senders.pcre"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", "access", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b), "substance@subst.example")
+	}
+	f.Add("if !/^a/\n/(x)?y/ [$1]$$\nendif\n/@/!/b/ OK\n", "xy@b")
+	f.Add("/(?!a)/ OK\n/\\1/ OK\n/[[.a.]]/ OK\n${\n", "<>")
+	f.Add("/ a # c/x ${1}\n/a/ $(1\n/(a)/U $1\n", `"a b"@c`)
+	f.Fuzz(func(t *testing.T, text, addr string) {
+		for _, typ := range []string{"regexp", "pcre"} {
+			tb, warnings, err := Parse(DefaultOptions(), typ+":f", strings.NewReader(text))
+			for _, w := range warnings {
+				_ = w.String()
+			}
+			if err != nil {
+				if tb != nil {
+					t.Fatal("a table with an error")
+				}
+				continue
+			}
+			if tb.Len() > strings.Count(text, "\n")+1 {
+				t.Fatalf("%d rules from %d lines", tb.Len(), strings.Count(text, "\n")+1)
+			}
+			m, bypass := tb.Lookup(envelope.Parse(addr))
+			if m.Key == "" {
+				if bypass || m != (Match{}) {
+					t.Fatalf("Lookup(%q) = %+v, %v without a rule", addr, m, bypass)
+				}
+				continue
+			}
+			if m.File != "f" || m.Line < 1 || bypass != m.Bypass || bypass != (classify(m.Action) == accept) {
+				t.Fatalf("Lookup(%q) = %+v, %v", addr, m, bypass)
+			}
+		}
+	})
+}

@@ -58,8 +58,9 @@ const maxErrors = 20
 //
 // A path may carry a Postfix table type, as copied from main.cf:
 // "hash:/etc/postfix/access" reads /etc/postfix/access (the text source,
-// not the .db). Types whose source is not access(5) text (regexp:, pcre:,
-// cidr:, network tables) are an error.
+// not the .db); "regexp:/etc/postfix/senders.regexp" and "pcre:…" read a
+// pattern table (see Pattern tables). Other types (cidr:, network tables)
+// are an error.
 //
 // The error is an *os.PathError for a file that cannot be read, or joins
 // one *SyntaxError per bad line (at most 20). The warnings are for a log.
@@ -68,8 +69,8 @@ func Load(opts Options, paths ...string) (*Table, []Warning, error) {
 	var warnings []Warning
 	var errs []error
 	var fp fingerprintBuilder
-	for _, p := range paths {
-		path, err := sourcePath(p)
+	for i, p := range paths {
+		kind, path, err := tableSource(p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -86,7 +87,7 @@ func Load(opts Options, paths ...string) (*Table, []Warning, error) {
 			return nil, nil, err
 		}
 		fp.add(path, fi)
-		w, e := t.read(path, f)
+		w, e := t.readTable(kind, i, path, f)
 		f.Close()
 		warnings = append(warnings, w...)
 		errs = append(errs, e...)
@@ -102,10 +103,16 @@ func Load(opts Options, paths ...string) (*Table, []Warning, error) {
 }
 
 // Parse reads one access table from r; name is used in warnings, errors
-// and matches. See Load.
+// and matches. A table type before the name says what r holds:
+// "regexp:senders" and "pcre:senders" are pattern tables, anything else
+// access(5) text. See Load.
 func Parse(opts Options, name string, r io.Reader) (*Table, []Warning, error) {
 	t := newTable(opts)
-	warnings, errs := t.read(name, r)
+	kind, name, err := tableSource(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	warnings, errs := t.readTable(kind, 0, name, r)
 	if len(errs) > 0 {
 		return nil, warnings, errors.Join(errs...)
 	}
@@ -113,26 +120,54 @@ func Parse(opts Options, name string, r io.Reader) (*Table, []Warning, error) {
 }
 
 func newTable(opts Options) *Table {
-	return &Table{opts: opts, entries: make(map[string]Match)}
+	return &Table{opts: opts, entries: make(map[string]Match), order: make(map[string]int)}
 }
 
-// sourcePath strips a Postfix table type from p. Types whose source file
-// is access(5) text are accepted; the others are errors.
-func sourcePath(p string) (string, error) {
+// tableKind is what a table's source file holds.
+type tableKind int
+
+const (
+	indexedTable tableKind = iota // access(5) text, the source of hash: and the like
+	regexpTable                   // regexp_table(5)
+	pcreTable                     // pcre_table(5)
+)
+
+// tableSource strips a Postfix table type from p and says what its file
+// holds. Types whose source is access(5) text or a pattern table are
+// accepted; the others are errors.
+func tableSource(p string) (tableKind, string, error) {
 	for {
 		typ, rest, ok := strings.Cut(p, ":")
 		if !ok || !isTableType(typ) {
-			return p, nil
+			return indexedTable, p, nil
 		}
 		switch typ {
 		case "proxy":
 			p = rest
 			continue
 		case "hash", "btree", "lmdb", "cdb", "dbm", "sdbm", "texthash":
-			return rest, nil
+			return indexedTable, rest, nil
+		case "regexp":
+			return regexpTable, rest, nil
+		case "pcre":
+			return pcreTable, rest, nil
 		}
-		return "", fmt.Errorf("access table %s: table type %s: is not supported (only the text source of indexed tables such as hash: is)", p, typ)
+		return 0, "", fmt.Errorf("access table %s: table type %s: is not supported (the text source of indexed tables such as hash:, and regexp: and pcre: tables are)", p, typ)
 	}
+}
+
+// readTable adds the table in r, the order-th given, to t.
+func (t *Table) readTable(kind tableKind, order int, name string, r io.Reader) ([]Warning, []error) {
+	if kind == indexedTable {
+		if _, ok := t.order[name]; !ok {
+			t.order[name] = order
+		}
+		return t.read(name, r)
+	}
+	p, warnings, errs := readPatterns(kind, name, r)
+	p.order = order
+	t.patterns = append(t.patterns, p)
+	return warnings, errs
 }
 
 // isTableType reports whether typ names a Postfix lookup table type.

@@ -246,8 +246,8 @@ func TestLoad(t *testing.T) {
 			t.Errorf("error %v", err)
 		}
 	})
-	t.Run("a regexp: table is an error", func(t *testing.T) {
-		if _, _, err := Load(DefaultOptions(), "regexp:"+path); err == nil || !strings.Contains(err.Error(), "table type regexp") {
+	t.Run("a cidr: table is an error", func(t *testing.T) {
+		if _, _, err := Load(DefaultOptions(), "cidr:"+path); err == nil || !strings.Contains(err.Error(), "table type cidr") {
 			t.Errorf("error %v", err)
 		}
 	})

@@ -12,12 +12,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/internal/testci"
 )
 
 // postmap runs Postfix's postmap(1) with a private configuration directory,
 // or skips the test when Postfix is not installed.
 func postmap(t *testing.T, args ...string) (stdout, stderr string) {
+	t.Helper()
+	return runPostmap(t, "", args...)
+}
+
+// postmapStdin is postmap with stdin, and its stdout.
+func postmapStdin(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, _ := runPostmap(t, stdin, args...)
+	return out
+}
+
+func runPostmap(t *testing.T, stdin string, args ...string) (stdout, stderr string) {
 	t.Helper()
 	bin, err := exec.LookPath("postmap")
 	if err != nil {
@@ -42,6 +55,7 @@ func postmap(t *testing.T, args ...string) (stdout, stderr string) {
 	cmd := exec.Command(bin, append([]string{"-c", cfg}, args...)...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Stdin = strings.NewReader(stdin)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("postmap %v: %v\n%s", args, err, errOut.String())
 	}
@@ -106,5 +120,90 @@ func TestParseErrorsAgreeWithPostmap(t *testing.T) {
 	}
 	if len(postmapLines) == 0 || !slices.Equal(ours, postmapLines) {
 		t.Errorf("accessmap refuses lines %v, postmap skips lines %v\npostmap said:\n%s", ours, postmapLines, stderr)
+	}
+}
+
+// postmapHasType skips (or fails in CI) when this Postfix lacks a table
+// type, such as pcre: without the postfix-pcre package.
+func postmapHasType(t *testing.T, typ string) {
+	t.Helper()
+	out, _ := postmap(t, "-q", "x", "static:"+typ) // any working postmap
+	if out == "" {
+		t.Fatal("postmap -q x static:… printed nothing")
+	}
+	if typ == "regexp" {
+		return // built in
+	}
+	dyn, err := os.ReadFile("/etc/postfix/dynamicmaps.cf")
+	if err != nil || !regexp.MustCompile(`(?m)^`+typ+`\s`).Match(dyn) {
+		testci.SkipOrFail(t, "Postfix has no %s: table type (Debian package postfix-%s)", typ, typ)
+	}
+}
+
+// The pattern tables answer each address as `postmap -q` answers the key
+// Postfix looks up for it: the same rule decides, with the same result
+// ($number substitutions included), or no rule does.
+func TestPatternTablesAgreeWithPostmap(t *testing.T) {
+	addrs := []string{
+		"postmaster@example.com", "PostMaster@Example.COM", "postmaster@example.com.evil.test",
+		"alerts+db1@monitoring.example", "alerts@monitoring.example",
+		"a@partner.test", "a@mx.partner.test", "a@notpartner.test",
+		"Boss@Example.NET", "boss@example.net",
+		"owner-x@lists.example", "dev-announce@lists.example", "bounce-announce@lists.example", "dev@lists.example",
+		"news@shop.example", "noreply@shop.example",
+		"substance@x.test", "num12345@subst.example", "ok@subst.example", "ko@subst.example", "oops@subst.example",
+		"xy@subst.example", "y@subst.example",
+		"123@numbers.example", "a.b@dots.example", "ab@dots.example",
+		"extended.x@flags.example", `"a@b"@x.ungreedy.example`, "anchored@flags.example", "xanchored@flags.example",
+		"comment@flags.example", `"john doe"@example.com`, "<>", "user@[192.0.2.1]",
+	}
+	opts := DefaultOptions()
+	for _, typ := range []string{"regexp", "pcre"} {
+		t.Run(typ, func(t *testing.T) {
+			postmapHasType(t, typ)
+			path := filepath.Join("..", "testdata", "access", "senders."+typ)
+			tb, warnings, err := Load(opts, typ+":"+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range warnings {
+				t.Logf("warning: %s", w)
+			}
+			var keys []string
+			for _, a := range addrs {
+				key, ok := opts.fullKey(envelope.Parse(a))
+				if !ok {
+					t.Fatalf("%q is never looked up", a)
+				}
+				keys = append(keys, key)
+			}
+			abs, err := filepath.Abs(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := postmapStdin(t, strings.Join(keys, "\n")+"\n", "-q", "-", typ+":"+abs)
+			want := make(map[string]string)
+			for line := range strings.Lines(out) {
+				key, value, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
+				if !ok {
+					t.Fatalf("postmap -q line %q", line)
+				}
+				want[key] = value
+			}
+			matched := 0
+			for i, a := range addrs {
+				m, _ := tb.Lookup(envelope.Parse(a))
+				postfix, found := want[keys[i]]
+				switch {
+				case found != (m.Key != "") || m.Action != postfix:
+					t.Errorf("%s (key %q): milter-grey %q from %s, postmap %q (found %v)", a, keys[i], m.Action, m, postfix, found)
+				case found:
+					matched++
+				}
+			}
+			if matched < len(addrs)/2 {
+				t.Errorf("only %d of %d addresses matched a rule: the test proves little", matched, len(addrs))
+			}
+		})
 	}
 }

@@ -645,10 +645,10 @@ func TestWritesOnlyFromLoopbackOrTheUnixSocket(t *testing.T) {
 	}{
 		{"another host", "192.0.2.1:40000", "", false},
 		{"another host over IPv6", "[2001:db8::1]:40000", "", false},
-		{"loopback naming a rebound host", "127.0.0.1:40000", "evil.example:10026", false},
-		{"loopback", "127.0.0.1:40000", "127.0.0.1:10026", true},
-		{"IPv6 loopback", "[::1]:40000", "[::1]:10026", true},
-		{"loopback by name", "127.0.0.1:40000", "localhost:10026", true},
+		{"loopback naming a rebound host", "127.0.0.1:40000", "evil.example:10092", false},
+		{"loopback", "127.0.0.1:40000", "127.0.0.1:10092", true},
+		{"IPv6 loopback", "[::1]:40000", "[::1]:10092", true},
+		{"loopback by name", "127.0.0.1:40000", "localhost:10092", true},
 		{"a unix socket peer", "@", "", true},
 		{"an unnamed unix socket peer", "", "", true},
 	} {
@@ -671,7 +671,7 @@ func TestWritesOnlyFromLoopbackOrTheUnixSocket(t *testing.T) {
 	}
 	t.Run("a POST that is not JSON is refused", func(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/pass", strings.NewReader(`{"key":"`+keyPending+`"}`))
-		req.RemoteAddr, req.Host = "127.0.0.1:40000", "127.0.0.1:10026"
+		req.RemoteAddr, req.Host = "127.0.0.1:40000", "127.0.0.1:10092"
 		req.Header.Set("Content-Type", "text/plain")
 		w := httptest.NewRecorder()
 		a.handler.ServeHTTP(w, req)

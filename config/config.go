@@ -110,6 +110,8 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	LogOutput string `toml:"log_output"`
 	LogLevel  string `toml:"log_level"`
+	// SyslogFacility is the facility of syslog lines (log_output = "syslog").
+	SyslogFacility string `toml:"syslog_facility"`
 
 	path    string // the file read, for errors
 	data    []byte // its text, for line numbers
@@ -119,7 +121,7 @@ type Config struct {
 // Default returns the configuration of an empty file.
 func Default() *Config {
 	return &Config{
-		Listen:             "inet:127.0.0.1:10025",
+		Listen:             "inet:127.0.0.1:10091",
 		SocketMode:         "0660",
 		ShutdownTimeout:    Duration(15 * time.Second),
 		IdleTimeout:        Duration(10 * time.Minute),
@@ -153,6 +155,7 @@ func Default() *Config {
 		LogFormat:                     "text",
 		LogOutput:                     "stderr",
 		LogLevel:                      "info",
+		SyslogFacility:                "mail",
 	}
 }
 

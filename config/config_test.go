@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
@@ -58,7 +59,7 @@ func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 		key       string
 		got, want any
 	}{
-		{"listen", c.Listen, "inet:127.0.0.1:10025"},
+		{"listen", c.Listen, "inet:127.0.0.1:10091"},
 		{"socket_mode", c.SocketMode, "0660"},
 		{"allow_public_listen", c.AllowPublic, false},
 		{"user", c.User, ""},
@@ -81,6 +82,7 @@ func TestMissingDefaultConfigGivesDefaults(t *testing.T) {
 		{"log_format", c.LogFormat, "text"},
 		{"log_output", c.LogOutput, "stderr"},
 		{"log_level", c.LogLevel, "info"},
+		{"syslog_facility", c.SyslogFacility, "mail"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
@@ -173,6 +175,7 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 		LogFormat:               "json",
 		LogOutput:               "syslog",
 		LogLevel:                "debug",
+		SyslogFacility:          "local3",
 		path:                    fullConfig,
 	}
 	rc, rw, rd := reflect.ValueOf(c).Elem(), reflect.ValueOf(want).Elem(), reflect.ValueOf(Default()).Elem()
@@ -285,6 +288,8 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"log_format neither text nor json", `log_format = "xml"`, 3, "log_format", `"xml"`},
 		{"log_output neither stderr nor syslog", `log_output = "file"`, 3, "log_output", `"file"`},
 		{"an unknown log_level", `log_level = "loud"`, 3, "log_level", `"loud"`},
+		{"a syslog_facility syslog does not know", `syslog_facility = "local8"`, 3, "syslog_facility", `"local8"`},
+		{"syslog_facility kern", `syslog_facility = "kern"`, 3, "syslog_facility", `"kern"`},
 		{"socket_mode not octal", `socket_mode = "999"`, 3, "socket_mode", `"999"`},
 		{"socket_mode above 0777", `socket_mode = "01777"`, 3, "socket_mode", `"01777"`},
 		{"a user name with a space", `user = "mail grey"`, 3, "user", "not a user or group name"},
@@ -298,9 +303,9 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"recipient_delimiter with an @", `recipient_delimiter = "@"`, 3, "recipient_delimiter", "'@'"},
 		{"a negative auto_whitelist", `auto_whitelist = -1`, 3, "auto_whitelist", "0 (off) or more"},
 		{"an empty store", `store = ""`, 3, "store", "directory"},
-		{"admin_listen of an unknown kind", `admin_listen = "http://127.0.0.1:10026"`, 3, "admin_listen", `unknown socket type "http"`},
-		{"admin_listen on the milter socket", "listen = \"inet:127.0.0.1:10025\"\nadmin_listen = \"inet:10025@127.0.0.1\"", 4, "admin_listen", "is the milter socket"},
-		{"admin_listen off loopback", `admin_listen = "inet:192.0.2.1:10026"`, 3, "admin_listen", "allow_public_listen"},
+		{"admin_listen of an unknown kind", `admin_listen = "http://127.0.0.1:10092"`, 3, "admin_listen", `unknown socket type "http"`},
+		{"admin_listen on the milter socket", "listen = \"inet:127.0.0.1:10091\"\nadmin_listen = \"inet:10091@127.0.0.1\"", 4, "admin_listen", "is the milter socket"},
+		{"admin_listen off loopback", `admin_listen = "inet:192.0.2.1:10092"`, 3, "admin_listen", "allow_public_listen"},
 		{"dry_run not a boolean", `dry_run = "yes"`, 3, "dry_run", "incompatible types"},
 		{"a key set twice", "delay = \"5m\"\ndelay = \"6m\"", 4, "delay", "already been defined"},
 		{"a TOML syntax error", "delay = 5m", 3, "", ""},
@@ -503,15 +508,52 @@ func TestBypassFileWithTableType(t *testing.T) {
 	}
 	t.Run("an unsupported type is reported as such", func(t *testing.T) {
 		path := filepath.Join(dir, "milter-grey.toml")
-		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"regexp:nogreylist-senders\"]\n"), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"cidr:nogreylist-senders\"]\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		c, err := Load(path, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), "table type regexp: is not supported") {
-			t.Errorf("error %v, want table type regexp: is not supported", err)
+		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), "table type cidr: is not supported") {
+			t.Errorf("error %v, want table type cidr: is not supported", err)
+		}
+	})
+	t.Run("a pcre: table, relative to the configuration", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(dir, "senders.pcre"), []byte("/^postmaster@/ OK\n/@example\\.com$/ OK\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "milter-grey.toml")
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"pcre:senders.pcre\", \"hash:nogreylist-senders\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _, err := c.LoadLists()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := l.Bypass.Lookup(envelope.Parse("postmaster@example.org")); !ok || m.File != filepath.Join(dir, "senders.pcre") || m.Line != 1 {
+			t.Errorf("Lookup = %+v, %v; want line 1 of senders.pcre", m, ok)
+		}
+	})
+	t.Run("a pattern RE2 cannot match is an error naming file and line", func(t *testing.T) {
+		pcre := filepath.Join(dir, "bad.pcre")
+		if err := os.WriteFile(pcre, []byte("# partners\n/^(?!noreply@).*@partner\\.test$/ OK\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "milter-grey.toml")
+		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"pcre:bad.pcre\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), pcre+":2: ") || !strings.Contains(err.Error(), "lookahead") {
+			t.Errorf("error %v, want %s:2 and lookahead", err, pcre)
 		}
 	})
 }

@@ -135,6 +135,9 @@ func (c *Config) validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return fail("log_level", "%v", err)
 	}
+	if _, err := ParseFacility(c.SyslogFacility); err != nil {
+		return fail("syslog_facility", "%v", err)
+	}
 	// The inline list entries; the files are read by LoadLists.
 	if _, err := c.inlineLists(); err != nil {
 		return err
@@ -163,4 +166,40 @@ func ParseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// ParseFacility reads syslog_facility, a syslog facility by its
+// syslog.conf(5) name, and returns its code (RFC 5424: mail is 2, local0
+// is 16). kern is not among them: syslog daemons do not believe a process
+// that claims it.
+func ParseFacility(s string) (int, error) {
+	switch s {
+	case "user":
+		return 1, nil
+	case "mail":
+		return 2, nil
+	case "daemon":
+		return 3, nil
+	case "auth":
+		return 4, nil
+	case "syslog":
+		return 5, nil
+	case "lpr":
+		return 6, nil
+	case "news":
+		return 7, nil
+	case "uucp":
+		return 8, nil
+	case "cron":
+		return 9, nil
+	case "authpriv":
+		return 10, nil
+	case "ftp":
+		return 11, nil
+	}
+	if n, ok := strings.CutPrefix(s, "local"); ok && len(n) == 1 && n[0] >= '0' && n[0] <= '7' {
+		return 16 + int(n[0]-'0'), nil
+	}
+	return 0, fmt.Errorf("%q: want mail, daemon, user, local0 to local7, or another syslog facility "+
+		"(auth, authpriv, cron, ftp, lpr, news, syslog, uucp)", s)
 }

@@ -31,3 +31,24 @@ func TestParseLevel(t *testing.T) {
 		})
 	}
 }
+
+// The facilities syslog.conf(5) names, with their RFC 5424 codes.
+func TestParseFacility(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"user", 1}, {"mail", 2}, {"daemon", 3}, {"auth", 4}, {"syslog", 5}, {"lpr", 6},
+		{"news", 7}, {"uucp", 8}, {"cron", 9}, {"authpriv", 10}, {"ftp", 11},
+		{"local0", 16}, {"local3", 19}, {"local7", 23},
+	} {
+		if got, err := ParseFacility(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseFacility(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "Mail", "kern", "local8", "local", "local07", "mail.info", "LOG_MAIL", "2"} {
+		if f, err := ParseFacility(in); err == nil {
+			t.Errorf("ParseFacility(%q) = %d, want an error", in, f)
+		}
+	}
+}

@@ -245,6 +245,35 @@ func TestBypassListedSenderWithAlignedDKIMIsDelivered(t *testing.T) {
 	s.verifyDelivered(t, msg, "example.com")
 }
 
+// A pcre: table, as a Postfix site keeps for check_sender_access, works as
+// the access(5) file does: its listed sender passes when SPF proves it, a
+// forger of it is greylisted, and the log names the rule.
+func TestBypassPCRETableListedSenderPassesForgerIsGreylisted(t *testing.T) {
+	t.Parallel()
+	table := filepath.Join(t.TempDir(), "nogreylist-senders.pcre")
+	must(t, os.WriteFile(table, []byte("# senders that skip greylisting\n/^noreply@/ DUNNO\n/@example\\.com$/ OK\n"), 0o644))
+	s := startBypassSite(t, map[string]string{"bypass_sender_files": "[" + strconv.Quote("pcre:"+table) + "]"})
+	s.d.WaitLog(t, 5*time.Second, "milter-grey started", "bypass_senders=2")
+
+	from, token := listedFrom(), uniqueName()
+	out, code := s.send(t, authorisedIP, from, token)
+	expectAccepted(t, out, code, bypassRcpt)
+	s.d.WaitLog(t, 5*time.Second, "action=pass", "reason=bypass-spf", "spf=pass", table+`:3 /@example\\.com$/ OK`, from)
+	s.pf.WaitDelivered(t, token, 10*time.Second)
+
+	forged := listedFrom()
+	out, code = s.send(t, forgerIP, forged, uniqueName())
+	expectRefusedAfterData(t, out, code)
+	s.d.WaitLog(t, 5*time.Second, "action=greylist", "reason=new", "spf=fail", forged)
+
+	// DUNNO stops the lookup: this sender is greylisted at RCPT TO even
+	// from an authorised address, as a check_sender_access would leave it.
+	out, _ = s.send(t, authorisedIP, "noreply@example.com", uniqueName())
+	if r := rcptReplies(out)[bypassRcpt]; !greylistReply.MatchString(r) {
+		t.Errorf("reply to RCPT TO for noreply@ = %q, want the greylisting reply", r)
+	}
+}
+
 // (4) A valid signature by another domain proves nothing about the
 // sender: greylisted.
 func TestBypassDKIMOfAnotherDomainIsGreylisted(t *testing.T) {

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests drive (postfix, swaks,
-# miltertest, redis-server, postgrey, db-util), only those missing, so reruns
-# are fast. postgrey is there for its whitelist files, which the list tests
-# load as Debian installs them, and for the program, which they ask for its
-# verdict and whose database the import tests read with db-util's db_dump.
+# miltertest, redis-server, postgrey, db-util; postfix-pcre, for the pcre:
+# tables that accessmap's tests compare with postmap; man-db, which checks the
+# manual pages), only those missing,
+# so reruns are fast. postgrey is there for its whitelist files, which the
+# list tests load as Debian installs them, and for the program, which they
+# ask for its verdict and whose database the import tests read with
+# db-util's db_dump.
 # Sendmail is not installed (it would replace Postfix): sendmail_test.go
 # unpacks Debian's sendmail debs privately; here come only what that needs,
 # m4 (to build a sendmail.cf) and the binary's shared libraries; and
@@ -29,8 +32,8 @@ master_running() {
 	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
 }
 
-command -v dpkg-query >/dev/null || { log "not a Debian system: install postfix, swaks, miltertest, redis-server, postgrey and db_dump (Berkeley DB 5.3) yourself"; exit 0; }
-packages=(postfix swaks miltertest redis-server postgrey db-util ca-certificates make
+command -v dpkg-query >/dev/null || { log "not a Debian system: install postfix, postfix-pcre, swaks, miltertest, redis-server, postgrey, man-db and db_dump (Berkeley DB 5.3) yourself"; exit 0; }
+packages=(postfix postfix-pcre swaks miltertest redis-server postgrey db-util ca-certificates make man-db
 	m4 libwrap0 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 libio-socket-inet6-perl
 	debootstrap systemd)
 missing=()

@@ -382,6 +382,8 @@ func debCheckArchive(t *testing.T, deb string) {
 		"./usr/share/doc/milter-grey/README.md":            "-rw-r--r-- root/root",
 		"./usr/share/doc/milter-grey/logging.md":           "-rw-r--r-- root/root",
 		"./usr/share/doc/milter-grey/examples/sendmail.mc": "-rw-r--r-- root/root",
+		"./usr/share/man/man8/milter-grey.8.gz":            "-rw-r--r-- root/root",
+		"./usr/share/man/man5/milter-grey.toml.5.gz":       "-rw-r--r-- root/root",
 	} {
 		if got, ok := entries[path]; !ok || got != attrs {
 			t.Errorf("%s in the .deb: %q, want %q", path, got, attrs)

@@ -119,6 +119,15 @@ CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm \
 chmod 0755 "$root/usr/sbin/$pkg"
 
 install -D -m 0644 contrib/milter-grey.service "$root/lib/systemd/system/milter-grey.service"
+
+# The manual pages, from docs/man with go-md2man (a tool of go.mod), gzipped
+# as Debian ships them.
+for page in milter-grey.8 milter-grey.toml.5; do
+	dir=$root/usr/share/man/man${page##*.}
+	install -d "$dir"
+	"$GO" tool go-md2man -in "docs/man/$page.md" | gzip -9n >"$dir/$page.gz"
+	chmod 0644 "$dir/$page.gz"
+done
 install -D -m 0644 contrib/milter-grey.toml "$root/etc/milter-grey/milter-grey.toml"
 # The starter client list, off until the configuration names it.
 install -m 0644 contrib/whitelist_clients "$root/etc/milter-grey/whitelist_clients"

@@ -3,7 +3,7 @@
 // bench/run.sh. It listens on loopback or a unix socket only and stops on
 // SIGTERM or SIGINT.
 //
-//	go run ./bench/baseline -listen inet:127.0.0.1:10026 -delay 1s
+//	go run ./bench/baseline -listen inet:127.0.0.1:10093 -delay 1s
 package main
 
 import (
@@ -20,7 +20,7 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "inet:127.0.0.1:10026", "milter `socket`: inet:HOST:PORT (loopback only) or unix:/path")
+	listen := flag.String("listen", "inet:127.0.0.1:10093", "milter `socket`: inet:HOST:PORT (loopback only) or unix:/path")
 	delay := flag.Duration("delay", time.Second, "greylisting delay")
 	mask4 := flag.Int("ipv4-mask", 24, "IPv4 prefix length of the key's client part")
 	mask6 := flag.Int("ipv6-mask", 64, "IPv6 prefix length of the key's client part")

@@ -22,9 +22,9 @@
 //
 // Usage:
 //
-//	milter-grey-load -addr inet:127.0.0.1:10025 -c 16 -d 10s -rcpts 1 -new 0.5
-//	milter-grey-load -addr inet:127.0.0.1:10025 -warmup-only
-//	milter-grey-load -addr inet:127.0.0.1:10025 -wait-ready
+//	milter-grey-load -addr inet:127.0.0.1:10091 -c 16 -d 10s -rcpts 1 -new 0.5
+//	milter-grey-load -addr inet:127.0.0.1:10091 -warmup-only
+//	milter-grey-load -addr inet:127.0.0.1:10091 -wait-ready
 package main
 
 import (
@@ -51,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("milter-grey-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		addr       = fs.String("addr", "inet:127.0.0.1:10025", "milter `socket`: inet:HOST:PORT (loopback only) or unix:/path")
+		addr       = fs.String("addr", "inet:127.0.0.1:10091", "milter `socket`: inet:HOST:PORT (loopback only) or unix:/path")
 		conc       = fs.Int("c", 16, "concurrent SMTP sessions (milter connections)")
 		dur        = fs.Duration("d", 10*time.Second, "measured duration (ignored with -n)")
 		ramp       = fs.Duration("ramp", time.Second, "load before the measured window, not counted (ignored with -n)")

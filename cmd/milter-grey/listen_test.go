@@ -16,15 +16,15 @@ func TestParseListen(t *testing.T) {
 		name, spec       string
 		network, address string
 	}{
-		{"inet HOST:PORT (Postfix)", "inet:127.0.0.1:10025", "tcp", "127.0.0.1:10025"},
-		{"inet PORT@HOST (Sendmail)", "inet:10025@127.0.0.1", "tcp", "127.0.0.1:10025"},
-		{"inet with a host name", "inet:localhost:10025", "tcp", "localhost:10025"},
-		{"inet6 in brackets", "inet6:[::1]:10025", "tcp", "[::1]:10025"},
-		{"inet6 PORT@HOST (Sendmail)", "inet6:10025@::1", "tcp", "[::1]:10025"},
-		{"inet6 PORT@[HOST]", "inet6:10025@[::1]", "tcp", "[::1]:10025"},
+		{"inet HOST:PORT (Postfix)", "inet:127.0.0.1:10091", "tcp", "127.0.0.1:10091"},
+		{"inet PORT@HOST (Sendmail)", "inet:10091@127.0.0.1", "tcp", "127.0.0.1:10091"},
+		{"inet with a host name", "inet:localhost:10091", "tcp", "localhost:10091"},
+		{"inet6 in brackets", "inet6:[::1]:10091", "tcp", "[::1]:10091"},
+		{"inet6 PORT@HOST (Sendmail)", "inet6:10091@::1", "tcp", "[::1]:10091"},
+		{"inet6 PORT@[HOST]", "inet6:10091@[::1]", "tcp", "[::1]:10091"},
 		{"unix socket", "unix:/run/x.sock", "unix", "/run/x.sock"},
 		{"local is unix (Sendmail)", "local:/run/x.sock", "unix", "/run/x.sock"},
-		{"inet without a host is every address", "inet::10025", "tcp", ":10025"},
+		{"inet without a host is every address", "inet::10091", "tcp", ":10091"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			network, address, err := parseListen(tc.spec)
@@ -52,9 +52,9 @@ func TestParseListenErrors(t *testing.T) {
 		{"empty port", "inet:127.0.0.1:", `bad port ""`},
 		{"empty Sendmail port", "inet:@127.0.0.1", `bad port ""`},
 		{"no port", "inet:127.0.0.1", "missing port"},
-		{"a bare port is not Sendmail's form", "inet:10025", "missing port"},
-		{"unknown kind", "tcp:127.0.0.1:10025", `unknown socket type "tcp"`},
-		{"kinds are lower case", "INET:127.0.0.1:10025", `unknown socket type "INET"`},
+		{"a bare port is not Sendmail's form", "inet:10091", "missing port"},
+		{"unknown kind", "tcp:127.0.0.1:10091", `unknown socket type "tcp"`},
+		{"kinds are lower case", "INET:127.0.0.1:10091", `unknown socket type "INET"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			network, address, err := parseListen(tc.spec)
@@ -73,15 +73,15 @@ func TestIsLoopback(t *testing.T) {
 		name, address string
 		want          bool
 	}{
-		{"IPv4 loopback", "127.0.0.1:10025", true},
-		{"all of 127/8", "127.0.0.2:10025", true},
-		{"IPv6 loopback", "[::1]:10025", true},
-		{"localhost", "localhost:10025", true},
-		{"every IPv4 address", "0.0.0.0:10025", false},
-		{"every IPv6 address", "[::]:10025", false},
-		{"every address", ":10025", false},
-		{"a public address", "192.0.2.1:10025", false},
-		{"a host name other than localhost", "mx.example.net:10025", false},
+		{"IPv4 loopback", "127.0.0.1:10091", true},
+		{"all of 127/8", "127.0.0.2:10091", true},
+		{"IPv6 loopback", "[::1]:10091", true},
+		{"localhost", "localhost:10091", true},
+		{"every IPv4 address", "0.0.0.0:10091", false},
+		{"every IPv6 address", "[::]:10091", false},
+		{"every address", ":10091", false},
+		{"a public address", "192.0.2.1:10091", false},
+		{"a host name other than localhost", "mx.example.net:10091", false},
 		{"no port", "127.0.0.1", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

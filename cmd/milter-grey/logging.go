@@ -14,8 +14,8 @@ import (
 )
 
 // newLogger builds the daemon's logger: text or JSON lines, to stderr or to
-// syslog with the mail facility (where mail admins look). syslogAddr is
-// for tests; "" means the local syslog daemon.
+// syslog with syslog_facility (mail by default: where mail admins look).
+// syslogAddr is for tests; "" means the local syslog daemon.
 func newLogger(c *config.Config, syslogAddr string) (*slog.Logger, io.Closer, error) {
 	level, err := config.ParseLevel(c.LogLevel)
 	if err != nil {
@@ -25,11 +25,16 @@ func newLogger(c *config.Config, syslogAddr string) (*slog.Logger, io.Closer, er
 	var closer io.Closer = io.NopCloser(nil)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogOutput == "syslog" {
+		code, err := config.ParseFacility(c.SyslogFacility)
+		if err != nil {
+			return nil, nil, err
+		}
+		facility := syslog.Priority(code << 3) // as log/syslog's LOG_MAIL and the like
 		network := ""
 		if syslogAddr != "" {
 			network = "unixgram"
 		}
-		sw, err := syslog.Dial(network, syslogAddr, syslog.LOG_MAIL|syslog.LOG_INFO, "milter-grey")
+		sw, err := syslog.Dial(network, syslogAddr, facility|syslog.LOG_INFO, "milter-grey")
 		if err != nil {
 			return nil, nil, fmt.Errorf("syslog: %w", err)
 		}

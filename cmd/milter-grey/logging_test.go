@@ -145,6 +145,7 @@ func TestNewLoggerErrors(t *testing.T) {
 		text string
 	}{
 		{"a bad level", func(c *config.Config) { c.LogLevel = "loud" }, "", `"loud"`},
+		{"a bad facility", func(c *config.Config) { c.LogOutput, c.SyslogFacility = "syslog", "local9" }, "", `"local9"`},
 		{"no syslog daemon", func(c *config.Config) { c.LogOutput = "syslog" }, "/nonexistent/log", "syslog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,6 +210,38 @@ func TestStderrFormats(t *testing.T) {
 				t.Fatalf("want one line (debug is below info), got %q", b)
 			}
 			tc.check(t, lines[0])
+		})
+	}
+}
+
+// syslog_facility sets the facility of every line: the PRI of an info
+// line is facility*8 + 6, with the facility numbers of RFC 5424.
+func TestSyslogFacility(t *testing.T) {
+	for _, tc := range []struct {
+		facility string
+		prefix   string
+	}{
+		{"mail", "<22>"},   // 2
+		{"daemon", "<30>"}, // 3
+		{"user", "<14>"},   // 1
+		{"local0", "<134>"},
+		{"local5", "<174>"},
+		{"local7", "<190>"},
+	} {
+		t.Run(tc.facility, func(t *testing.T) {
+			d := newSyslogd(t)
+			c := config.Default()
+			c.LogOutput = "syslog"
+			c.SyslogFacility = tc.facility
+			log, closer, err := newLogger(c, d.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closer.Close()
+			log.Info("decision", "action", "pass")
+			if msg := d.next(); !strings.HasPrefix(msg, tc.prefix) {
+				t.Errorf("%q does not start with %s", msg, tc.prefix)
+			}
 		})
 	}
 }

@@ -156,7 +156,7 @@ func commands() []*command {
 			run: runDelete,
 		},
 		{
-			name: "pass", usage: "-client IP -sender ADDR -rcpt ADDR | KEY | d:DOMAIN",
+			name: "pass", usage: "[-json] -client IP [-sender ADDR] -rcpt ADDR | [-json] KEY | [-json] d:DOMAIN",
 			summary: "mark a triplet passed (its mail passes at once from now on), or trust a proven domain (d:DOMAIN)", args: "KEY",
 			flags: func(fs *flag.FlagSet, o *options) {
 				adminFlags(fs, o)
@@ -168,7 +168,7 @@ func commands() []*command {
 			run: runPass,
 		},
 		{
-			name: "explain", usage: "-client IP [-helo NAME] -from ADDR -to ADDR [-name HOST] [-auth USER] [-json]",
+			name: "explain", usage: "-client IP [-helo NAME] [-from ADDR] -to ADDR [-name HOST] [-auth USER] [-json]",
 			summary: "say what the daemon would answer now, and why, changing nothing",
 			flags: func(fs *flag.FlagSet, o *options) {
 				adminFlags(fs, o)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,7 +26,7 @@ func writeFile(t *testing.T, name, text string) string {
 }
 
 func TestRun(t *testing.T) {
-	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10025\"\ndelya = \"5m\"\n")
+	bad := writeFile(t, "bad.toml", "# a typo\nlisten = \"inet:127.0.0.1:10091\"\ndelya = \"5m\"\n")
 	missing := filepath.Join(t.TempDir(), "absent.toml")
 	badList := writeFile(t, "clients", "192.0.2\n# a comment\n10\n")
 	withBadList := writeFile(t, "badlist.toml", "whitelist_client_files = ["+strconv.Quote(badList)+"]\n")
@@ -126,6 +128,93 @@ func TestRun(t *testing.T) {
 				if !strings.Contains(stderr.String(), want) {
 					t.Errorf("stderr %q lacks %q", &stderr, want)
 				}
+			}
+		})
+	}
+}
+
+// Every flag a command takes is in its usage line (-config and -admin are
+// in the flags common to the commands).
+func TestUsageListsEveryFlag(t *testing.T) {
+	for _, c := range commands() {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.flags(fs, &options{})
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == "config" || f.Name == "admin" {
+				return
+			}
+			if !regexp.MustCompile(`(^|[ \[(|])-` + f.Name + `\b`).MatchString(c.usage) {
+				t.Errorf("%s: usage %q does not show -%s", c.name, c.usage, f.Name)
+			}
+		})
+	}
+}
+
+// The flags a usage line shows outside brackets are the ones the command
+// insists on: without any one of them it is a usage error (2), with just
+// them it goes on to ask the daemon (1 here: nothing listens).
+func TestUsageRequiredFlagsAreRequired(t *testing.T) {
+	values := map[string]string{"IP": "192.0.2.7", "ADDR": "bob@example.net"}
+	noDaemon := "unix:" + filepath.Join(t.TempDir(), "none.sock")
+	for _, name := range []string{"explain", "pass"} {
+		var cmd *command
+		for _, c := range commands() {
+			if c.name == name {
+				cmd = c
+			}
+		}
+		// The first alternative, brackets removed: the required flags.
+		alt, _, _ := strings.Cut(cmd.usage, " | ")
+		alt = regexp.MustCompile(`\[[^\]]*\]`).ReplaceAllString(alt, "")
+		var required [][2]string
+		for _, m := range regexp.MustCompile(`-([a-z]+) ([A-Z]+)`).FindAllStringSubmatch(alt, -1) {
+			required = append(required, [2]string{m[1], values[m[2]]})
+		}
+		if len(required) < 2 {
+			t.Fatalf("%s: usage %q: found only %v required", name, cmd.usage, required)
+		}
+		args := func(skip string) []string {
+			a := []string{name, "-admin", noDaemon}
+			for _, r := range required {
+				if r[0] != skip {
+					a = append(a, "-"+r[0], r[1])
+				}
+			}
+			return a
+		}
+		t.Run(name+" with the required flags", func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(args(""), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "is milter-grey running") {
+				t.Errorf("run(%q) = %d, %s; want 1, asking whether the daemon runs", args(""), code, &stderr)
+			}
+		})
+		for _, r := range required {
+			t.Run(name+" without -"+r[0], func(t *testing.T) {
+				var stdout, stderr bytes.Buffer
+				if code := run(args(r[0]), &stdout, &stderr); code != 2 {
+					t.Errorf("run(%q) = %d, want 2 (a usage error)\nstderr: %s", args(r[0]), code, &stderr)
+				}
+			})
+		}
+	}
+}
+
+// milter-grey(8) documents every command and every flag.
+func TestManPageDocumentsEveryCommandAndFlag(t *testing.T) {
+	page, err := os.ReadFile("../../docs/man/milter-grey.8.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(page)
+	for _, c := range commands() {
+		if !strings.Contains(text, "**"+c.name+"**") {
+			t.Errorf("milter-grey(8) does not document the command %s (as **%s**)", c.name, c.name)
+		}
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.flags(fs, &options{})
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(text, "**-"+f.Name+"**") {
+				t.Errorf("milter-grey(8) does not document -%s of %s (as **-%s**)", f.Name, c.name, f.Name)
 			}
 		})
 	}

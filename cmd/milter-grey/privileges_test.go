@@ -75,17 +75,17 @@ func TestExposureOfListenAddresses(t *testing.T) {
 		wantErr     bool
 		wantWarning bool
 	}{
-		{"127.0.0.1:10025", false, false, false},
-		{"[::1]:10025", false, false, false},
-		{"localhost:10025", false, false, false},
-		{"[::ffff:127.0.0.1]:10025", false, false, false}, // bound as 127.0.0.1
-		{"127.0.0.1:10025", true, false, false},
-		{"0.0.0.0:10025", false, true, false},
-		{"[::]:10025", false, true, false},
-		{":10025", false, true, false},
-		{"192.0.2.1:10025", false, true, false},
-		{"0.0.0.0:10025", true, false, true},
-		{"[2001:db8::1]:10025", true, false, true},
+		{"127.0.0.1:10091", false, false, false},
+		{"[::1]:10091", false, false, false},
+		{"localhost:10091", false, false, false},
+		{"[::ffff:127.0.0.1]:10091", false, false, false}, // bound as 127.0.0.1
+		{"127.0.0.1:10091", true, false, false},
+		{"0.0.0.0:10091", false, true, false},
+		{"[::]:10091", false, true, false},
+		{":10091", false, true, false},
+		{"192.0.2.1:10091", false, true, false},
+		{"0.0.0.0:10091", true, false, true},
+		{"[2001:db8::1]:10091", true, false, true},
 	} {
 		t.Run(fmt.Sprintf("%s allow_public_listen=%v", tc.address, tc.allowPublic), func(t *testing.T) {
 			c := config.Default()
@@ -119,16 +119,16 @@ func TestPublicListenIsLoggedAsAWarning(t *testing.T) {
 	t.Cleanup(func() { listenTCP = func(address string) (net.Listener, error) { return net.Listen("tcp", address) } })
 
 	dir := t.TempDir()
-	c := daemonConfig(t, dir, "allow_public_listen = true\nadmin_listen = \"inet:0.0.0.0:10026\"\n")
-	c.Listen = "inet:0.0.0.0:10025"
+	c := daemonConfig(t, dir, "allow_public_listen = true\nadmin_listen = \"inet:0.0.0.0:10092\"\n")
+	c.Listen = "inet:0.0.0.0:10091"
 	d := startDaemon(t, c)
 	d.stopNow(t)
-	if len(asked) != 2 || asked[0] != "0.0.0.0:10025" || asked[1] != "0.0.0.0:10026" {
+	if len(asked) != 2 || asked[0] != "0.0.0.0:10091" || asked[1] != "0.0.0.0:10092" {
 		t.Fatalf("bound %q, want the two public addresses", asked)
 	}
 	for _, want := range []string{
-		`level=WARN msg="listen 0.0.0.0:10025 is not a loopback address (allow_public_listen = true): anyone who reaches it can use the milter; make sure a firewall protects it" key=listen`,
-		`level=WARN msg="admin_listen 0.0.0.0:10026 is not a loopback address (allow_public_listen = true): anyone who reaches it can read the greylist and the metrics; make sure a firewall protects it" key=admin_listen`,
+		`level=WARN msg="listen 0.0.0.0:10091 is not a loopback address (allow_public_listen = true): anyone who reaches it can use the milter; make sure a firewall protects it" key=listen`,
+		`level=WARN msg="admin_listen 0.0.0.0:10092 is not a loopback address (allow_public_listen = true): anyone who reaches it can read the greylist and the metrics; make sure a firewall protects it" key=admin_listen`,
 	} {
 		if !strings.Contains(d.log.String(), want) {
 			t.Errorf("no warning %s in the log:\n%s", want, d.log)

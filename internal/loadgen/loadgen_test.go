@@ -58,16 +58,16 @@ func TestParseAddrLoopbackOnly(t *testing.T) {
 		spec, network, addr string
 		ok                  bool
 	}{
-		{"inet:127.0.0.1:10025", "tcp", "127.0.0.1:10025", true},
-		{"inet:10025@127.0.0.1", "tcp", "127.0.0.1:10025", true},
-		{"inet6:[::1]:10025", "tcp", "[::1]:10025", true},
-		{"inet:localhost:10025", "tcp", "localhost:10025", true},
+		{"inet:127.0.0.1:10091", "tcp", "127.0.0.1:10091", true},
+		{"inet:10091@127.0.0.1", "tcp", "127.0.0.1:10091", true},
+		{"inet6:[::1]:10091", "tcp", "[::1]:10091", true},
+		{"inet:localhost:10091", "tcp", "localhost:10091", true},
 		{"unix:/run/milter.sock", "unix", "/run/milter.sock", true},
-		{"inet:192.0.2.1:10025", "", "", false},
-		{"inet:mx.example.com:10025", "", "", false},
-		{"inet:0.0.0.0:10025", "", "", false},
+		{"inet:192.0.2.1:10091", "", "", false},
+		{"inet:mx.example.com:10091", "", "", false},
+		{"inet:0.0.0.0:10091", "", "", false},
 		{"unix:relative.sock", "", "", false},
-		{"127.0.0.1:10025", "", "", false},
+		{"127.0.0.1:10091", "", "", false},
 	} {
 		n, a, err := ParseAddr(tc.spec)
 		if (err == nil) != tc.ok || n != tc.network || a != tc.addr {

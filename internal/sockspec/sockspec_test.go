@@ -4,9 +4,9 @@ import "testing"
 
 func TestParse(t *testing.T) {
 	for _, tt := range []struct{ spec, network, address string }{
-		{"inet:127.0.0.1:10025", "tcp", "127.0.0.1:10025"},
-		{"inet:10025@127.0.0.1", "tcp", "127.0.0.1:10025"},
-		{"inet6:[::1]:10025", "tcp", "[::1]:10025"},
+		{"inet:127.0.0.1:10091", "tcp", "127.0.0.1:10091"},
+		{"inet:10091@127.0.0.1", "tcp", "127.0.0.1:10091"},
+		{"inet6:[::1]:10091", "tcp", "[::1]:10091"},
 		{"unix:/run/m.sock", "unix", "/run/m.sock"},
 		{"local:/run/m.sock", "unix", "/run/m.sock"},
 	} {
@@ -15,7 +15,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %q, %q, %v; want %q, %q", tt.spec, n, a, err, tt.network, tt.address)
 		}
 	}
-	for _, bad := range []string{"127.0.0.1:10025", "unix:run/m.sock", "inet:127.0.0.1:99999", "inet:127.0.0.1", "tcp:127.0.0.1:1"} {
+	for _, bad := range []string{"127.0.0.1:10091", "unix:run/m.sock", "inet:127.0.0.1:99999", "inet:127.0.0.1", "tcp:127.0.0.1:1"} {
 		if _, _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) succeeded", bad)
 		}
