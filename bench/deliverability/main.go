@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/milter-grey/milter-grey/greylist/badgerstore"
+)
+
+func main() {
+	sizes := DefaultSizes()
+	flag.IntVar(&sizes.Messages, "messages", sizes.Messages, "messages first tried in the measured period")
+	flag.IntVar(&sizes.Mailboxes, "mailboxes", sizes.Mailboxes, "the site's mailboxes")
+	flag.DurationVar(&sizes.Period, "period", sizes.Period, "the measured period")
+	flag.DurationVar(&sizes.Warmup, "warmup", sizes.Warmup, "history simulated before the measured period, not counted")
+	flag.Uint64Var(&sizes.Seed, "seed", sizes.Seed, "random seed: the same seed gives the same table")
+	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "policies replayed at once")
+	flag.Parse()
+	if err := run(context.Background(), os.Stdout, sizes, *parallel); err != nil {
+		fmt.Fprintf(os.Stderr, "bench-deliverability: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run generates the scenario, replays it under every policy and writes the
+// report.
+func run(ctx context.Context, w io.Writer, sizes Sizes, parallel int) error {
+	if err := sizes.validate(); err != nil {
+		return err
+	}
+	began := time.Now()
+	sc := generate(sizes)
+	ps := policies()
+	results := make([]*result, len(ps))
+	errs := make([]error, len(ps))
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i], errs[i] = runPolicy(ctx, sc, p)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(w, "## Deliverability: %d messages to %d mailboxes over %s (after %s of history), seed %d\n\n",
+		countMeasured(sc), sizes.Mailboxes, days(sizes.Period), days(sizes.Warmup), sizes.Seed)
+	fmt.Fprintln(w, "delayed: refused with 451 at least once; delays: first attempt to acceptance of the delayed ones")
+	fmt.Fprintln(w, "(legitimate: of every recipient; spam: of the first); accepted: legitimate, by every recipient;")
+	fmt.Fprintln(w, "spam, by at least one. Every policy keys by the SPF-proven domain (key_by_spf_domain) and")
+	fmt.Fprintln(w, "auto-whitelists after 5 passes; domain keys: the key drops the local part of a proven sender.")
+	fmt.Fprintln(w)
+	for _, r := range results {
+		writeTable(w, r)
+	}
+	writeTargets(w, results)
+	writeSnowshoe(w, results)
+	fmt.Fprintf(w, "(%d policies replayed in %s)\n", len(ps), time.Since(began).Round(100*time.Millisecond))
+	return nil
+}
+
+// runPolicy replays sc under p on a fresh in-memory Badger store.
+func runPolicy(ctx context.Context, sc *scenario, p policy) (*result, error) {
+	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true})
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: open store: %w", p.name, err)
+	}
+	defer store.Close()
+	outs, err := replay(ctx, sc, p, store)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", p.name, err)
+	}
+	return tally(sc, p, outs), nil
+}
+
+// validate rejects sizes the generator cannot build from.
+func (s Sizes) validate() error {
+	switch {
+	case s.Messages < 100:
+		return fmt.Errorf("-messages %d: want at least 100", s.Messages)
+	case s.Mailboxes < 10:
+		return fmt.Errorf("-mailboxes %d: want at least 10", s.Mailboxes)
+	case s.Period < day:
+		return fmt.Errorf("-period %s: want at least a day", s.Period)
+	case s.Warmup < 0:
+		return fmt.Errorf("-warmup %s: want 0 or more", s.Warmup)
+	}
+	return nil
+}
+
+// countMeasured is the number of messages in the measured period.
+func countMeasured(sc *scenario) int {
+	n := 0
+	for i := range sc.msgs {
+		if !sc.msgs[i].at.Before(sc.from) && sc.msgs[i].at.Before(sc.to) {
+			n++
+		}
+	}
+	return n
+}
+
+func days(d time.Duration) string { return fmt.Sprintf("%g days", d.Hours()/24) }

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/milter-grey/milter-grey/envelope"
+	"github.com/milter-grey/milter-grey/greylist"
+)
+
+// policy is an engine configuration under test.
+type policy struct {
+	name  string
+	scope greylist.Scope
+	// domainKeys: SPFKeyDropsLocalPart (key_by_spf_domain is on in every
+	// policy, as it is by default).
+	domainKeys bool
+	// dnsbl: a DNS blocklist is configured (none is by default).
+	dnsbl bool
+}
+
+// policies are the configurations the report compares: today's default
+// first, then each setting alone and together.
+func policies() []policy {
+	return []policy{
+		{name: "everyone"},
+		{name: "everyone + domain keys", domainKeys: true},
+		{name: "suspicious", scope: greylist.Suspicious},
+		{name: "suspicious + domain keys", scope: greylist.Suspicious, domainKeys: true},
+		{name: "suspicious + domain keys + DNSBL", scope: greylist.Suspicious, domainKeys: true, dnsbl: true},
+	}
+}
+
+// config is the engine configuration of p in world w, on clock now.
+func (p policy) config(w *world, now func() time.Time) greylist.Config {
+	cfg := greylist.Config{
+		KeyBySPFDomain:       true,
+		SPFKeyDropsLocalPart: p.domainKeys,
+		AutoWhitelist:        greylist.DefaultAutoWhitelist,
+		Scope:                p.scope,
+		SPF:                  spfChecker{w: w, now: now},
+		Now:                  now,
+	}
+	if p.dnsbl {
+		cfg.DNSBL = blocklist{w: w, now: now, failure: dnsblFailure}
+	}
+	return cfg
+}
+
+// dnsblFailure is the share of blocklist lookups that time out.
+const dnsblFailure = 0.001
+
+// outcome is what became of one message.
+type outcome struct {
+	accepted   int       // recipients accepted
+	greylisted bool      // some recipient was refused with 451 at least once
+	first      time.Time // when the first recipient was accepted
+	last       time.Time // when the last accepted recipient was
+	// trigger is the trigger of the first 451, "" when none named one
+	// (the everyone scope, or a retry that came too early).
+	trigger greylist.Trigger
+}
+
+// replay runs the scenario through a real engine on store under policy p,
+// with a fake clock and no sockets, and returns each message's outcome.
+// It plays the senders' MTAs: each attempt is a transaction deciding its
+// recipients at RCPT TO; the recipients refused with 451 stay queued and
+// are tried again on the sender's retry schedule, from the server its
+// pool picks; accepted ones are delivered.
+func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) ([]outcome, error) {
+	var now time.Time
+	clock := func() time.Time { return now }
+	eng := greylist.New(store, p.config(&sc.world, clock))
+	eng.SetLists(&greylist.Lists{DynamicNames: dynamicNames()})
+
+	type queued struct {
+		pending []envelope.Address // recipients not accepted yet
+		host    int                // the server of the last attempt
+		rng     *rand.Rand
+	}
+	outs := make([]outcome, len(sc.msgs))
+	queue := make(map[int]*queued) // messages with recipients deferred
+	var retries retryHeap
+	next := 0
+	for next < len(sc.msgs) || len(retries) > 0 {
+		var a attempt
+		if len(retries) > 0 && (next == len(sc.msgs) || retries[0].at.Before(sc.msgs[next].at)) {
+			a = heap.Pop(&retries).(attempt)
+		} else {
+			a = attempt{at: sc.msgs[next].at, msg: next, n: 1}
+			next++
+		}
+		now = a.at
+		msg, out := &sc.msgs[a.msg], &outs[a.msg]
+		q := queue[a.msg]
+		if q == nil {
+			q = &queued{rng: rand.New(rand.NewPCG(sc.seed, uint64(a.msg)))}
+			q.host = q.rng.IntN(len(msg.sender.hosts))
+			for _, r := range msg.rcpts {
+				q.pending = append(q.pending, envelope.Parse(r))
+			}
+		} else if msg.sender.rotate && len(msg.sender.hosts) > 1 {
+			// A pool retries from another of its servers.
+			q.host = (q.host + 1 + q.rng.IntN(len(msg.sender.hosts)-1)) % len(msg.sender.hosts)
+		}
+		h := msg.sender.hosts[q.host]
+		m := &greylist.Message{Client: h.ip, ClientName: h.name, Helo: msg.helo, Sender: envelope.Parse(msg.from)}
+		deferred := q.pending[:0]
+		for _, rcpt := range q.pending {
+			d := eng.Decide(ctx, m, rcpt, greylist.AtRcpt)
+			switch d.Action {
+			case greylist.Pass:
+				if out.accepted == 0 {
+					out.first = now
+				}
+				out.accepted++
+				out.last = now
+			case greylist.Greylist:
+				if !out.greylisted {
+					out.greylisted, out.trigger = true, d.Trigger
+				}
+				deferred = append(deferred, rcpt)
+			default:
+				return nil, fmt.Errorf("message %d from %s: unexpected decision %s (%s) at RCPT TO", a.msg, msg.from, d.Action, d.Reason)
+			}
+		}
+		q.pending = deferred
+		if len(deferred) == 0 {
+			delete(queue, a.msg)
+			continue
+		}
+		wait, ok := msg.sender.retry.next(q.rng, a.n, now.Sub(msg.at))
+		if !ok {
+			delete(queue, a.msg)
+			continue
+		}
+		queue[a.msg] = q
+		heap.Push(&retries, attempt{at: now.Add(wait), msg: a.msg, n: a.n + 1})
+	}
+	return outs, nil
+}
+
+// attempt is one delivery attempt of a message: n is 1 for the first.
+type attempt struct {
+	at  time.Time
+	msg int
+	n   int
+}
+
+// retryHeap orders the queued retries by time, then by message, so that
+// runs are reproducible.
+type retryHeap []attempt
+
+func (h retryHeap) Len() int { return len(h) }
+func (h retryHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].msg < h[j].msg
+}
+func (h retryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)   { *h = append(*h, x.(attempt)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	a := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return a
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/milter-grey/milter-grey/greylist"
+)
+
+// stats are the figures of one row: a class, or a group of classes.
+type stats struct {
+	messages int
+	delayed  int             // refused with 451 at least once
+	delays   []time.Duration // of the delayed ones that were accepted
+	accepted int
+	triggers map[greylist.Trigger]int // of the delayed ones, the first 451's trigger
+}
+
+func (s *stats) add(o outcome, rcpts int, legitimate bool, at time.Time) {
+	s.messages++
+	// A legitimate message counts as accepted when every recipient is; a
+	// spam message when one is.
+	ok := o.accepted > 0
+	if legitimate {
+		ok = o.accepted == rcpts
+	}
+	if ok {
+		s.accepted++
+	}
+	if !o.greylisted {
+		return
+	}
+	s.delayed++
+	if s.triggers == nil {
+		s.triggers = make(map[greylist.Trigger]int)
+	}
+	s.triggers[o.trigger]++
+	switch {
+	case legitimate && ok:
+		s.delays = append(s.delays, o.last.Sub(at))
+	case !legitimate && ok:
+		s.delays = append(s.delays, o.first.Sub(at))
+	}
+}
+
+func (s *stats) delayedShare() float64  { return share(s.delayed, s.messages) }
+func (s *stats) acceptedShare() float64 { return share(s.accepted, s.messages) }
+
+// quantile is the q-quantile of the delays (nearest rank), 0 without any.
+func (s *stats) quantile(q float64) time.Duration {
+	if len(s.delays) == 0 {
+		return 0
+	}
+	d := slices.Clone(s.delays)
+	slices.Sort(d)
+	i := int(q*float64(len(d))+0.999999) - 1
+	return d[min(max(i, 0), len(d)-1)]
+}
+
+func share(n, of int) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
+}
+
+// result is one policy's figures.
+type result struct {
+	policy  policy
+	classes [numClasses]stats
+	legit   stats // every legitimate class
+	bots    stats // both bot classes
+}
+
+// tally sums the outcomes of the messages first tried in the measured
+// period.
+func tally(sc *scenario, p policy, outs []outcome) *result {
+	r := &result{policy: p}
+	for i, o := range outs {
+		m := &sc.msgs[i]
+		if m.at.Before(sc.from) || !m.at.Before(sc.to) {
+			continue
+		}
+		legit := m.class.Legitimate()
+		r.classes[m.class].add(o, len(m.rcpts), legit, m.at)
+		switch {
+		case legit:
+			r.legit.add(o, len(m.rcpts), true, m.at)
+		case m.class.Bot():
+			r.bots.add(o, len(m.rcpts), false, m.at)
+		}
+	}
+	return r
+}
+
+// writeTable writes one policy's table, in Markdown.
+func writeTable(w io.Writer, r *result) {
+	fmt.Fprintf(w, "### %s\n\n", r.policy.name)
+	fmt.Fprintln(w, "| class | messages | delayed | median delay | p95 delay | accepted |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|")
+	row := func(name string, s *stats) {
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", name, s.messages, percent(s.delayedShare()),
+			duration(s.quantile(0.5)), duration(s.quantile(0.95)), percent(s.acceptedShare()))
+	}
+	for c := range numClasses {
+		row(c.String(), &r.classes[c])
+	}
+	row("**all legitimate**", &r.legit)
+	row("**all bots**", &r.bots)
+	fmt.Fprintf(w, "\nLegitimate messages delayed, by the trigger of their first 451: %s.\n\n", triggers(&r.legit))
+}
+
+// triggers lists the triggers of a row's delayed messages, most first.
+func triggers(s *stats) string {
+	if s.delayed == 0 {
+		return "none delayed"
+	}
+	keys := slices.Collect(maps.Keys(s.triggers))
+	slices.SortFunc(keys, func(a, b greylist.Trigger) int {
+		return cmp.Or(cmp.Compare(s.triggers[b], s.triggers[a]), cmp.Compare(a, b))
+	})
+	var parts []string
+	for _, k := range keys {
+		name := string(k)
+		if name == "" {
+			name = "no trigger (new triplet, or retried too early)"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, s.triggers[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Targets the recommended default must meet.
+const (
+	maxLegitDelayed = 0.05
+	maxOTPDelayed   = 0.02
+)
+
+// writeTargets writes each policy against the targets, today's default
+// (the first result) beside.
+func writeTargets(w io.Writer, rs []*result) {
+	base := rs[0]
+	fmt.Fprintf(w, "### Targets (today's default: %s)\n\n", base.policy.name)
+	fmt.Fprintln(w, "| policy | legitimate delayed ≤ 5 % | one-time codes delayed ≤ 2 % | bots accepted ≤ "+base.policy.name+" |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, r := range rs {
+		legit := r.legit.delayedShare()
+		otp := r.classes[OneTimeCode].delayedShare()
+		bots := r.bots.acceptedShare()
+		fmt.Fprintf(w, "| %s | %s %s (today %s) | %s %s (today %s) | %s %s (today %s) |\n", r.policy.name,
+			percent(legit), met(legit <= maxLegitDelayed), percent(base.legit.delayedShare()),
+			percent(otp), met(otp <= maxOTPDelayed), percent(base.classes[OneTimeCode].delayedShare()),
+			percent(bots), met(r.bots.accepted <= base.bots.accepted), percent(base.bots.acceptedShare()))
+	}
+	fmt.Fprintln(w)
+}
+
+// writeSnowshoe states the snowshoe trade-off with the run's figures.
+func writeSnowshoe(w io.Writer, rs []*result) {
+	fmt.Fprintln(w, "### Snowshoe trade-off")
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		s := &r.classes[Snowshoe]
+		fmt.Fprintf(w, "- %s: %s delayed (median %s), %s accepted\n", r.policy.name,
+			percent(s.delayedShare()), duration(s.quantile(0.5)), percent(s.acceptedShare()))
+	}
+	fmt.Fprintln(w, `
+Snowshoe spam retries like a good MTA, so greylisting never kept it out; it
+only delayed it, and under "everyone" not for long: a range's retried
+triplets soon auto-whitelist its /24. "suspicious" gives up even that delay,
+since a snowshoe sender shows what a good sender shows (a forward-confirmed
+name, SPF pass); only a blocklist that lists it brings the delay back, and
+keeps the range off the auto-whitelist. The delay was worth something only
+where a later filter learns of a campaign in those minutes.`)
+	fmt.Fprintln(w)
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// percent prints a share, with two decimals below 1 % so that a small
+// share does not print as nothing.
+func percent(f float64) string {
+	if f > 0 && f < 0.01 {
+		return fmt.Sprintf("%.2f %%", 100*f)
+	}
+	return fmt.Sprintf("%.1f %%", 100*f)
+}
+
+// duration prints a delay rounded to what matters: seconds under ten
+// minutes, minutes under ten hours, else hours.
+func duration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d < 10*time.Minute:
+		return d.Round(time.Second).String()
+	case d < 10*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return d.Round(time.Hour).String()
+}
