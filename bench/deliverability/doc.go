@@ -20,8 +20,8 @@
 // recipient. Only the outside world is faked: SPF answers from the
 // model's records, a DNS blocklist lists the addresses the model says are
 // listed (a small share of its lookups time out, and of SPF's for small
-// domains), and a stand-in for a dynamic-name pattern list matches host
-// names that spell out their address or name an access technology.
+// domains); host names are judged by the shipped dynamic-name patterns
+// (greylist.DefaultNamePatterns).
 // A month of history is replayed first and not counted, so that the
 // store holds what a running site's would.
 //
@@ -103,11 +103,15 @@
 // # Policies
 //
 // Every policy keys a triplet by the SPF-proven domain (key_by_spf_domain)
-// and auto-whitelists a client network after 5 passes, the defaults:
-// "everyone" is today's default; "domain keys" adds SPFKeyDropsLocalPart;
-// "suspicious" greylists only a new triplet with a trigger (no FCrDNS,
-// dynamic name, SPF fail or softfail, DNS failure, DNS blocklist); "DNSBL"
-// configures a blocklist, which no default does.
+// and auto-whitelists a client network after 5 passes, the defaults.
+// "everyone" greylists every new triplet, as milter-grey did before
+// selective greylisting and domain trust: the baseline the targets compare
+// with. Each further policy adds one setting: "+trust", learned domain
+// trust after 3 passes (domain_trust); "+domain keys",
+// SPFKeyDropsLocalPart; "suspicious", greylisting only a new triplet with
+// a trigger (DNS blocklist, DNS failure, SPF fail or softfail, dynamic
+// name, no FCrDNS); "+DNSBL", a DNS blocklist, which no default
+// configures.
 //
 // # The snowshoe trade-off
 //
@@ -126,5 +130,6 @@
 // are decided after the envelope) and the bypass list (so DKIM is never
 // consulted). The Badger store's records expire on the wall clock, not the
 // fake one: the state machine checks a triplet's age itself, but a
-// client's auto-whitelist record stays valid through a run once earned.
+// client's auto-whitelist record and a domain's trust record, once earned,
+// stay valid through a run.
 package main

@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"github.com/milter-grey/milter-grey/auth"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/milter-grey/milter-grey/auth"
 )
 
 // The legitimate senders. The facts each model rests on are in the
@@ -110,7 +111,7 @@ func (g *generator) providerDomain(p *provider) string {
 	if len(p.hosted) > 0 && g.rng.Float64() < 0.7 {
 		return pick(g.rng, p.hosted)
 	}
-	d := fmt.Sprintf("%s%d.example", word(g.rng), len(p.hosted))
+	d := g.newDomain()
 	p.hosted = append(p.hosted, d)
 	g.w.spf[d] = &spfRecord{pass: p.nets, other: pick(g.rng, []auth.Result{auth.ResultSoftFail, auth.ResultFail})}
 	return d
@@ -190,8 +191,8 @@ func (g *generator) services(n int) []*service {
 	}
 
 	var svcs []*service
-	for i := range n {
-		brand := fmt.Sprintf("%s%d.example", word(g.rng), i)
+	for range n {
+		brand := g.newDomain()
 		rng := g.rng
 		r := rng.Float64()
 		switch {
@@ -258,7 +259,7 @@ func (g *generator) selfHosted(n int) {
 		if i < 0 {
 			var o *org
 			if len(orgs) == 0 || g.rng.Float64() < 0.35 {
-				o = g.newOrg(len(orgs))
+				o = g.newOrg()
 				orgs = append(orgs, o)
 			} else {
 				o = pick(g.rng, orgs)
@@ -288,8 +289,8 @@ type org struct {
 
 // newOrg makes up a small organisation: one server at a hosting provider
 // or on a business line, mostly with its own name, SPF and a queue.
-func (g *generator) newOrg(i int) *org {
-	domain := fmt.Sprintf("%s%d.example", word(g.rng), i)
+func (g *generator) newOrg() *org {
+	domain := g.newDomain()
 	ip := g.addrIn(g.net24In(pick(g.rng, g.hosting)))
 	h := host{ip: ip}
 	switch r := g.rng.Float64(); {
@@ -341,7 +342,7 @@ func (g *generator) mailingLists(n int) {
 	var lists []*list
 	weights := make([]float64, 40)
 	for i := range weights {
-		proj := fmt.Sprintf("%s%d.example", word(g.rng), i)
+		proj := g.newDomain()
 		name := word(g.rng)
 		ip := g.addrIn(g.net24In(pick(g.rng, g.hosting)))
 		server := "lists." + proj

@@ -21,22 +21,26 @@ func main() {
 	flag.DurationVar(&sizes.Warmup, "warmup", sizes.Warmup, "history simulated before the measured period, not counted")
 	flag.Uint64Var(&sizes.Seed, "seed", sizes.Seed, "random seed: the same seed gives the same table")
 	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "policies replayed at once")
+	what := flag.Bool("whatif", false, "also replay a policy the engine has no setting for: SPF none as a trigger")
 	flag.Parse()
-	if err := run(context.Background(), os.Stdout, sizes, *parallel); err != nil {
+	ps := policies()
+	if *what {
+		ps = append(ps, whatIf())
+	}
+	if err := run(context.Background(), os.Stdout, sizes, ps, *parallel); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-deliverability: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-// run generates the scenario, replays it under every policy and writes the
-// report.
-func run(ctx context.Context, w io.Writer, sizes Sizes, parallel int) error {
+// run generates the scenario, replays it under each policy and writes the
+// report; the first policy is the baseline the targets compare with.
+func run(ctx context.Context, w io.Writer, sizes Sizes, ps []policy, parallel int) error {
 	if err := sizes.validate(); err != nil {
 		return err
 	}
 	began := time.Now()
 	sc := generate(sizes)
-	ps := policies()
 	results := make([]*result, len(ps))
 	errs := make([]error, len(ps))
 	sem := make(chan struct{}, max(parallel, 1))
@@ -57,10 +61,13 @@ func run(ctx context.Context, w io.Writer, sizes Sizes, parallel int) error {
 
 	fmt.Fprintf(w, "## Deliverability: %d messages to %d mailboxes over %s (after %s of history), seed %d\n\n",
 		countMeasured(sc), sizes.Mailboxes, days(sizes.Period), days(sizes.Warmup), sizes.Seed)
-	fmt.Fprintln(w, "delayed: refused with 451 at least once; delays: first attempt to acceptance of the delayed ones")
-	fmt.Fprintln(w, "(legitimate: of every recipient; spam: of the first); accepted: legitimate, by every recipient;")
-	fmt.Fprintln(w, "spam, by at least one. Every policy keys by the SPF-proven domain (key_by_spf_domain) and")
-	fmt.Fprintln(w, "auto-whitelists after 5 passes; domain keys: the key drops the local part of a proven sender.")
+	fmt.Fprintln(w, `delayed: refused with 451 at least once; delays: from the first attempt to the acceptance of
+the last recipient (spam: of the first) of the delayed messages; accepted: legitimate mail, by
+every recipient, spam by at least one. Every policy keys triplets by the SPF-proven domain
+(key_by_spf_domain) and auto-whitelists a client network after 5 passes. "everyone" greylists
+every new triplet, as before selective greylisting and domain trust: the targets compare with it.
++trust: learned domain trust after 3 passes (domain_trust); +domain keys: a proven sender's key
+drops its local part (spf_key_drops_local_part); +DNSBL: a DNS blocklist (dnsbl_zones).`)
 	fmt.Fprintln(w)
 	for _, r := range results {
 		writeTable(w, r)

@@ -11,37 +11,60 @@ import (
 	"github.com/milter-grey/milter-grey/greylist"
 )
 
-// policy is an engine configuration under test.
+// policy is an engine configuration under test. Every policy keys
+// triplets by the SPF-proven domain (key_by_spf_domain) and auto-whitelists
+// a client network after 5 passes, as the defaults do.
 type policy struct {
 	name  string
 	scope greylist.Scope
-	// domainKeys: SPFKeyDropsLocalPart (key_by_spf_domain is on in every
-	// policy, as it is by default).
+	// trust: learned domain trust after 3 passes (domain_trust).
+	trust bool
+	// domainKeys: SPFKeyDropsLocalPart.
 	domainKeys bool
 	// dnsbl: a DNS blocklist is configured (none is by default).
 	dnsbl bool
+	// spfNoneTrigger is a what-if, not a setting of the engine: a sender
+	// without an SPF record (or with a neutral one) counts as a trigger,
+	// as fail and softfail do. The fake SPF answers softfail for none and
+	// neutral, which changes nothing else: neither keys nor trust use an
+	// SPF result that is not a pass.
+	spfNoneTrigger bool
 }
 
-// policies are the configurations the report compares: today's default
-// first, then each setting alone and together.
+// policies are the configurations the report compares: greylisting
+// everyone as milter-grey did before selective greylisting and domain
+// trust came (the baseline the targets compare with), then one setting
+// added at a time.
 func policies() []policy {
 	return []policy{
 		{name: "everyone"},
-		{name: "everyone + domain keys", domainKeys: true},
-		{name: "suspicious", scope: greylist.Suspicious},
-		{name: "suspicious + domain keys", scope: greylist.Suspicious, domainKeys: true},
-		{name: "suspicious + domain keys + DNSBL", scope: greylist.Suspicious, domainKeys: true, dnsbl: true},
+		{name: "everyone +trust", trust: true},
+		{name: "everyone +trust +domain keys", trust: true, domainKeys: true},
+		{name: "suspicious +trust", scope: greylist.Suspicious, trust: true},
+		{name: "suspicious +trust +domain keys", scope: greylist.Suspicious, trust: true, domainKeys: true},
+		{name: "suspicious +trust +domain keys +DNSBL", scope: greylist.Suspicious, trust: true, domainKeys: true, dnsbl: true},
 	}
+}
+
+// whatIf is a policy the engine cannot be configured for, replayed on
+// request (-whatif) to see whether it would be worth having.
+func whatIf() policy {
+	return policy{name: "what-if: suspicious +trust, SPF none a trigger", scope: greylist.Suspicious, trust: true, spfNoneTrigger: true}
 }
 
 // config is the engine configuration of p in world w, on clock now.
 func (p policy) config(w *world, now func() time.Time) greylist.Config {
+	trust := 0
+	if p.trust {
+		trust = greylist.DefaultDomainTrust
+	}
 	cfg := greylist.Config{
 		KeyBySPFDomain:       true,
 		SPFKeyDropsLocalPart: p.domainKeys,
 		AutoWhitelist:        greylist.DefaultAutoWhitelist,
+		DomainTrust:          trust,
 		Scope:                p.scope,
-		SPF:                  spfChecker{w: w, now: now},
+		SPF:                  spfChecker{w: w, now: now, noneFails: p.spfNoneTrigger},
 		Now:                  now,
 	}
 	if p.dnsbl {
@@ -74,7 +97,7 @@ func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) (
 	var now time.Time
 	clock := func() time.Time { return now }
 	eng := greylist.New(store, p.config(&sc.world, clock))
-	eng.SetLists(&greylist.Lists{DynamicNames: dynamicNames()})
+	eng.SetLists(&greylist.Lists{DynamicNames: greylist.DefaultNamePatterns()})
 
 	type queued struct {
 		pending []envelope.Address // recipients not accepted yet

@@ -70,6 +70,31 @@ func TestReplayTwoSenders(t *testing.T) {
 	})
 }
 
+// TestReplayDomainTrust: three passes of a proven domain, in different
+// hours and over more than a day, make it trusted: its mail to a new
+// recipient then passes at once.
+func TestReplayDomainTrust(t *testing.T) {
+	sc := twoSenders()
+	pool := sc.msgs[0].sender
+	msg := func(at time.Duration, rcpt string) message {
+		return message{class: BigProvider, at: t0.Add(at), from: "alice@provider.test", rcpts: []string{rcpt}, sender: pool}
+	}
+	sc.msgs = []message{
+		msg(0, "bob@dest.test"),
+		msg(3*time.Hour, "carol@dest.test"),
+		msg(25*time.Hour, "dave@dest.test"),
+		msg(50*time.Hour, "erin@dest.test"),
+	}
+	sc.to = t0.Add(3 * day)
+	// Each new recipient waits 8 minutes (451, 451 at 2m, pass at 8m)...
+	r := replayed(t, sc, policy{name: "everyone"})
+	checkRow(t, "without trust", &r.classes[BigProvider], row{messages: 4, delayed: 4, accepted: 4, median: 8 * time.Minute})
+	// ...but with trust, the passes at 0h08, 3h08 and 25h08 trust the
+	// domain, and erin's message passes at once.
+	r = replayed(t, sc, policy{name: "everyone +trust", trust: true})
+	checkRow(t, "with trust", &r.classes[BigProvider], row{messages: 4, delayed: 3, accepted: 4, median: 8 * time.Minute})
+}
+
 // TestReplayTokenSender: a proven sender whose local part is a fresh token
 // the rules cannot mask waits once per message, unless the key drops the
 // local part.

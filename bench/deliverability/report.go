@@ -141,18 +141,18 @@ const (
 	maxOTPDelayed   = 0.02
 )
 
-// writeTargets writes each policy against the targets, today's default
-// (the first result) beside.
+// writeTargets writes each policy against the targets, with the figures
+// of the baseline (the first result) beside.
 func writeTargets(w io.Writer, rs []*result) {
 	base := rs[0]
-	fmt.Fprintf(w, "### Targets (today's default: %s)\n\n", base.policy.name)
+	fmt.Fprintf(w, "### Targets (in brackets: %s)\n\n", base.policy.name)
 	fmt.Fprintln(w, "| policy | legitimate delayed ≤ 5 % | one-time codes delayed ≤ 2 % | bots accepted ≤ "+base.policy.name+" |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, r := range rs {
 		legit := r.legit.delayedShare()
 		otp := r.classes[OneTimeCode].delayedShare()
 		bots := r.bots.acceptedShare()
-		fmt.Fprintf(w, "| %s | %s %s (today %s) | %s %s (today %s) | %s %s (today %s) |\n", r.policy.name,
+		fmt.Fprintf(w, "| %s | %s %s (%s) | %s %s (%s) | %s %s (%s) |\n", r.policy.name,
 			percent(legit), met(legit <= maxLegitDelayed), percent(base.legit.delayedShare()),
 			percent(otp), met(otp <= maxOTPDelayed), percent(base.classes[OneTimeCode].delayedShare()),
 			percent(bots), met(r.bots.accepted <= base.bots.accepted), percent(base.bots.acceptedShare()))

@@ -1,11 +1,13 @@
 package main
 
 import (
-	"github.com/milter-grey/milter-grey/auth"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/milter-grey/milter-grey/auth"
 )
 
 // message is one message as its sender first tries it: a transaction with
@@ -68,6 +70,10 @@ type generator struct {
 	mailboxes []string
 	popular   *rand.Zipf  // mailbox index: some mailboxes get much more mail
 	ps        []*provider // the big mailbox providers
+	serial    int         // of made-up domains
+	// thirdParties are domains spam forges that belong to no sender of
+	// the model.
+	thirdParties []string
 }
 
 // generate builds the scenario of sizes: the same sizes always give the
@@ -155,6 +161,13 @@ func (g *generator) someMailboxes(n int) []string {
 		}
 	}
 	return rcpts
+}
+
+// newDomain makes up a registered domain that no other sender of the run
+// has.
+func (g *generator) newDomain() string {
+	g.serial++
+	return fmt.Sprintf("%s%d.example", word(g.rng), g.serial)
 }
 
 // net16 returns an unused 10.N.0.0/16 for one sender's infrastructure.

@@ -2,9 +2,10 @@ package main
 
 import (
 	"fmt"
-	"github.com/milter-grey/milter-grey/auth"
 	"net/netip"
 	"time"
+
+	"github.com/milter-grey/milter-grey/auth"
 )
 
 // The spam senders. The facts each model rests on are in the package
@@ -88,11 +89,16 @@ func (g *generator) forged() string {
 	case r < 0.60:
 		return g.mailboxes[g.rng.IntN(len(g.mailboxes))]
 	}
-	domain := fmt.Sprintf("%s%d.example", word(g.rng), g.rng.IntN(3000))
-	if _, ok := g.w.spf[domain]; !ok && g.rng.Float64() < 0.4 {
-		g.w.spf[domain] = &spfRecord{other: pick(g.rng, []auth.Result{auth.ResultFail, auth.ResultSoftFail})}
+	// One of a few thousand third parties' domains.
+	i := g.rng.IntN(3000)
+	for len(g.thirdParties) <= i {
+		d := g.newDomain()
+		if g.rng.Float64() < 0.4 {
+			g.w.spf[d] = &spfRecord{other: pick(g.rng, []auth.Result{auth.ResultFail, auth.ResultSoftFail})}
+		}
+		g.thirdParties = append(g.thirdParties, d)
 	}
-	return word(g.rng) + "@" + domain
+	return word(g.rng) + "@" + g.thirdParties[i]
 }
 
 // snowshoe: spam spread thinly over many addresses of a few operators'
@@ -139,7 +145,7 @@ func (g *generator) snowshoe(n int) {
 		k := week{ip: ip, n: int(t.Sub(g.start) / (7 * day))}
 		s := senders[k]
 		if s == nil {
-			domain := fmt.Sprintf("%s-%s%d.example", word(g.rng), word(g.rng), g.rng.IntN(1000))
+			domain := word(g.rng) + "-" + g.newDomain()
 			g.w.spf[domain] = &spfRecord{pass: []netip.Prefix{b.net}, other: auth.ResultFail}
 			s = &sender{hosts: []host{{ip: ip, name: "mail." + domain}}, retry: postfixRetry{}}
 			senders[k], domains[s] = s, domain
