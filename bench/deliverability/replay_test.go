@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,4 +210,27 @@ func replayOutcomes(t *testing.T, sc *scenario, p policy) []outcome {
 		t.Fatal(err)
 	}
 	return outs
+}
+
+// TestRunWritesEveryPolicy: the report has a table and a targets row for
+// each policy replayed, and refuses sizes it cannot build from.
+func TestRunWritesEveryPolicy(t *testing.T) {
+	sizes := Sizes{Messages: 1000, Mailboxes: 30, Period: 3 * day, Warmup: day, Seed: 2}
+	ps := append(policies(), whatIf())
+	var out strings.Builder
+	if err := run(context.Background(), &out, sizes, ps, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if !strings.Contains(out.String(), "### "+p.name+"\n") {
+			t.Errorf("no table for %s", p.name)
+		}
+		if !strings.Contains(out.String(), "| "+p.name+" | ") {
+			t.Errorf("no targets row for %s", p.name)
+		}
+	}
+	sizes.Mailboxes = 3
+	if err := run(context.Background(), &out, sizes, ps, 2); err == nil || !strings.Contains(err.Error(), "-mailboxes 3") {
+		t.Errorf("3 mailboxes: err = %v, want one naming -mailboxes 3", err)
+	}
 }
