@@ -180,7 +180,7 @@ func (e *Engine) signals(ctx context.Context, m *Message, l *Lists, dnsbl *listA
 		s.dnsbl = ""
 	}
 	if spf, ok := m.checkSPF(ctx, e.cfg.SPF); ok {
-		s.spf = spf.Result
+		s.spf, s.spfProven = spf.Result, spf.Proven()
 		s.dnsFailure = s.dnsFailure || spf.Result == auth.ResultTempError
 	}
 	if m.ClientName != "" && l.DynamicNames != nil {

@@ -54,6 +54,13 @@ const (
 	// TriggerSPFFail: the sender's SPF record says fail or softfail for
 	// this client.
 	TriggerSPFFail Trigger = "spf-fail"
+	// TriggerSPFUnproven: SPF does not prove the sender's domain for this
+	// client (no record, neutral, permerror, or a pass from a record so
+	// wide open that it proves nothing). Mail servers of real domains
+	// publish SPF; the spam scripts of compromised web servers, which
+	// have proper host names, mostly send as domains that do not
+	// authorise them.
+	TriggerSPFUnproven Trigger = "spf-unproven"
 	// TriggerDynamicName: the client's host name looks like a
 	// residential or dynamic address (Lists.DynamicNames).
 	TriggerDynamicName Trigger = "dynamic-name"
@@ -67,10 +74,11 @@ type Triggers uint8
 const (
 	UseDNSBL Triggers = 1 << iota
 	UseSPFFail
+	UseSPFUnproven
 	UseDynamicName
 	UseNoFCrDNS
 
-	AllTriggers = UseDNSBL | UseSPFFail | UseDynamicName | UseNoFCrDNS
+	AllTriggers = UseDNSBL | UseSPFFail | UseSPFUnproven | UseDynamicName | UseNoFCrDNS
 )
 
 // ParseTriggers parses the names of greylist_triggers. The DNS failure
@@ -83,12 +91,15 @@ func ParseTriggers(names []string) (Triggers, error) {
 			t |= UseDNSBL
 		case TriggerSPFFail:
 			t |= UseSPFFail
+		case TriggerSPFUnproven:
+			t |= UseSPFUnproven
 		case TriggerDynamicName:
 			t |= UseDynamicName
 		case TriggerNoFCrDNS:
 			t |= UseNoFCrDNS
 		default:
-			return 0, fmt.Errorf("trigger %q: want %s, %s, %s or %s", n, TriggerDNSBL, TriggerSPFFail, TriggerDynamicName, TriggerNoFCrDNS)
+			return 0, fmt.Errorf("trigger %q: want %s, %s, %s, %s or %s", n,
+				TriggerDNSBL, TriggerSPFFail, TriggerSPFUnproven, TriggerDynamicName, TriggerNoFCrDNS)
 		}
 	}
 	return t, nil
@@ -129,14 +140,16 @@ type clientSignals struct {
 	dnsbl       string // the blocklist zone that lists the client, or ""
 	dnsFailure  bool   // a DNS list or SPF could not be asked
 	spf         auth.Result
+	spfProven   bool // a pass from a record that is not wide open
 	name        string // the forward-confirmed name, or ""
 	dynamicName string // the dynamic-name pattern the name matches, or ""
 }
 
 // trigger is the rule of the suspicious scope: the first trigger that
 // holds among those enabled, in the order DNS blocklist, DNS failure, SPF
-// fail, dynamic name, no FCrDNS; "" when the client looks like a mail
-// server that will retry anyway. It is pure.
+// fail, SPF unproven, dynamic name, no FCrDNS; "" when the client looks
+// like a mail server of the sender's domain, which would retry anyway. It
+// is pure.
 func trigger(s clientSignals, enabled Triggers) Trigger {
 	if enabled == 0 {
 		enabled = AllTriggers
@@ -148,6 +161,8 @@ func trigger(s clientSignals, enabled Triggers) Trigger {
 		return TriggerDNSFailure
 	case enabled&UseSPFFail != 0 && (s.spf == auth.ResultFail || s.spf == auth.ResultSoftFail):
 		return TriggerSPFFail
+	case enabled&UseSPFUnproven != 0 && !s.spfProven:
+		return TriggerSPFUnproven
 	case enabled&UseDynamicName != 0 && s.dynamicName != "":
 		return TriggerDynamicName
 	case enabled&UseNoFCrDNS != 0 && s.name == "":

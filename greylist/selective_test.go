@@ -14,7 +14,7 @@ import (
 
 // The rule of the suspicious scope, alone.
 func TestTrigger(t *testing.T) {
-	mailServer := clientSignals{name: "mx.example.net", spf: auth.ResultPass}
+	mailServer := clientSignals{name: "mx.example.net", spf: auth.ResultPass, spfProven: true}
 	with := func(f func(*clientSignals)) clientSignals { s := mailServer; f(&s); return s }
 	for _, c := range []struct {
 		name    string
@@ -23,7 +23,11 @@ func TestTrigger(t *testing.T) {
 		want    Trigger
 	}{
 		{"a mail server: none", mailServer, 0, ""},
-		{"no SPF record is no trigger", with(func(s *clientSignals) { s.spf = auth.ResultNone }), 0, ""},
+		{"no SPF record", with(func(s *clientSignals) { s.spf, s.spfProven = auth.ResultNone, false }), 0, TriggerSPFUnproven},
+		{"neutral", with(func(s *clientSignals) { s.spf, s.spfProven = auth.ResultNeutral, false }), 0, TriggerSPFUnproven},
+		{"a wide-open record's pass proves nothing", with(func(s *clientSignals) { s.spfProven = false }), 0, TriggerSPFUnproven},
+		{"no SPF record, the trigger off", with(func(s *clientSignals) { s.spf, s.spfProven = auth.ResultNone, false }),
+			AllTriggers &^ UseSPFUnproven, ""},
 		{"blocklisted", with(func(s *clientSignals) { s.dnsbl = "bl.test" }), 0, "dnsbl:bl.test"},
 		{"DNS failure", with(func(s *clientSignals) { s.dnsFailure = true }), 0, TriggerDNSFailure},
 		{"SPF fail", with(func(s *clientSignals) { s.spf = auth.ResultFail }), 0, TriggerSPFFail},
@@ -32,9 +36,11 @@ func TestTrigger(t *testing.T) {
 		{"no FCrDNS", with(func(s *clientSignals) { s.name = "" }), 0, TriggerNoFCrDNS},
 		{"blocklist first", clientSignals{dnsbl: "bl.test", dnsFailure: true, spf: auth.ResultFail}, 0, "dnsbl:bl.test"},
 		{"SPF before the name", clientSignals{spf: auth.ResultSoftFail, dynamicName: "dyn"}, 0, TriggerSPFFail},
+		{"unproven before the name", clientSignals{spf: auth.ResultNone, dynamicName: "dyn"}, 0, TriggerSPFUnproven},
 		{"disabled trigger does not hold", with(func(s *clientSignals) { s.name = "" }), UseDNSBL | UseSPFFail, ""},
 		{"DNS failure always holds", with(func(s *clientSignals) { s.dnsFailure = true }), UseNoFCrDNS, TriggerDNSFailure},
 		{"only the enabled ones", clientSignals{dynamicName: "dyn"}, UseNoFCrDNS, TriggerNoFCrDNS},
+		{"all five", clientSignals{name: "mx.example.net", spfProven: true}, AllTriggers, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := trigger(c.s, c.enabled); got != c.want {
@@ -214,11 +220,16 @@ func TestDNSListAskedOncePerMessage(t *testing.T) {
 func TestExplainSuspicious(t *testing.T) {
 	e, _, store := newTestEngine(t, Config{Scope: Suspicious})
 	ctx := context.Background()
-	d := explain(e, ctx, req())
+	proven := func(r *Request) { r.SPF = &auth.SPFResult{Result: auth.ResultPass, Domain: "example.net"} }
+	d := explain(e, ctx, req(proven))
 	if outcomeOf(d) != greylistNew || d.Trigger != TriggerNoFCrDNS {
 		t.Errorf("explain, no FCrDNS: %+v", d)
 	}
 	d = explain(e, ctx, req(named("mx.example.net")))
+	if outcomeOf(d) != greylistNew || d.Trigger != TriggerSPFUnproven {
+		t.Errorf("explain, no SPF: %+v", d)
+	}
+	d = explain(e, ctx, req(named("mx.example.net"), proven))
 	if outcomeOf(d) != (outcome{Action: Pass, Reason: ReasonNotSuspicious}) {
 		t.Errorf("explain, a mail server: %+v", d)
 	}
