@@ -142,8 +142,8 @@ func Default() *Config {
 		TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},
 		ReloadInterval:     Duration(10 * time.Second),
 
-		Greylist:         greylist.Everyone.String(),
-		GreylistTriggers: []string{"dnsbl", "spf-fail", "dynamic-name", "no-fcrdns"},
+		Greylist:         greylist.Suspicious.String(),
+		GreylistTriggers: []string{"dnsbl", "spf-fail", "spf-unproven", "dynamic-name", "no-fcrdns"},
 		DomainTrust:      greylist.DefaultDomainTrust,
 
 		ParentDomainMatchesSubdomains: true,

@@ -163,7 +163,7 @@ func TestFullConfigLoadsEveryKey(t *testing.T) {
 		DKIMMaxBytes:            1 << 20,
 		DNSServer:               "127.0.0.1:5353",
 		DNSTimeout:              Duration(time.Second),
-		Greylist:                "suspicious",
+		Greylist:                "everyone",
 		GreylistTriggers:        []string{"dnsbl", "no-fcrdns"},
 		DNSBLZones:              []string{"bl.example=127.0.0.2,127.0.0.4/30"},
 		DNSWLZones:              []string{"wl.example"},
