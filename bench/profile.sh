@@ -4,7 +4,7 @@
 #
 # Builds a variant of cmd/milter-grey with bench/profile/pprof.go overlaid
 # (go build -overlay: the daemon's sources are untouched) that serves
-# net/http/pprof on loopback, loads it with milter-grey-load for RCPTS
+# net/http/pprof on loopback, loads it with bench/load for RCPTS
 # recipients per session while taking a CPU profile, then saves the heap
 # profile (allocations since start) and prints `go tool pprof -top` of
 # both. Profiles stay in OUT.
@@ -44,7 +44,7 @@ cat >"$OUT/overlay.json" <<EOF
 {"Replace": {"$PWD/cmd/milter-grey/zz_pprof_overlay.go": "$PWD/bench/profile/pprof.go"}}
 EOF
 go build -trimpath -tags milter_grey_pprof -overlay "$OUT/overlay.json" -o "$OUT/milter-grey-pprof" ./cmd/milter-grey
-go build -trimpath -o "$OUT/load" ./cmd/milter-grey-load
+go build -trimpath -o "$OUT/load" ./bench/load
 
 PORT=$(free_port)
 PPROF=$(free_port)

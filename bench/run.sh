@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: the performance run of issue 6 (what `make bench` runs).
 #
-# Builds milter-grey, the load generator (cmd/milter-grey-load), the bare
+# Builds milter-grey, the load generator (bench/load), the bare
 # in-memory baseline milter (bench/baseline) and the preload tool
 # (bench/preload), then, everything on 127.0.0.1:
 #
@@ -105,7 +105,7 @@ meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 echo "== build"
 go build -trimpath -o "$BIN/milter-grey" ./cmd/milter-grey
-go build -trimpath -o "$BIN/load" ./cmd/milter-grey-load
+go build -trimpath -o "$BIN/load" ./bench/load
 go build -trimpath -o "$BIN/baseline" ./bench/baseline
 go build -trimpath -o "$BIN/preload" ./bench/preload
 go build -trimpath -o "$BIN/report" ./bench/report
@@ -259,7 +259,7 @@ if [[ $GOBENCH == 1 ]]; then
 	echo "== Go benchmarks (-count $BENCH_COUNT)"
 	go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" -benchtime "$BENCHTIME" \
 		./greylist/ ./greylist/badgerstore/ ./greylist/redisstore/ >"$OUT/gobench.txt"
-	go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" -benchtime "$MILTER_BENCHTIME" ./milter/ >>"$OUT/gobench.txt"
+	go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" -benchtime "$MILTER_BENCHTIME" ./bench/milterbench/ >>"$OUT/gobench.txt"
 fi
 
 meta "loadavg end" "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
-	"github.com/milter-grey/milter-grey/internal/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
 )
 
 // clock is a settable clock shared by the engine and the test.

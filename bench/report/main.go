@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/milter-grey/milter-grey/internal/loadgen"
+	"github.com/milter-grey/milter-grey/bench/internal/loadgen"
 )
 
 // run is one load run: runs/PHASE__CONFIG__rN__ROUND.json.

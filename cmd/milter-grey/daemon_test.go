@@ -15,7 +15,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
-	"github.com/milter-grey/milter-grey/internal/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
 )
 
 // testDaemon is a daemon started on a configuration file in a temporary

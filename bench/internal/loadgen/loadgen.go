@@ -4,7 +4,7 @@
 // decisions per second, the latency of each RCPT round trip and the count
 // of each reply. It speaks through go-milter's client and only to
 // loopback addresses or unix sockets. It is a tool for benchmarks
-// (cmd/milter-grey-load, bench/run.sh), not part of the daemon.
+// (bench/load, bench/milterbench, bench/run.sh), not part of the daemon.
 package loadgen
 
 import (
