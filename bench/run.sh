@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh: the performance run of issue 6 (what `make bench` runs).
+# bench/run.sh: the performance run (what `make bench` runs).
 #
 # Builds milter-grey, the load generator (bench/load), the bare
 # in-memory baseline milter (bench/baseline) and the preload tool

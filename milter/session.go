@@ -20,7 +20,7 @@ import (
 // keep wraps a final response (accept) so that go-milter sends it but keeps
 // the session object: go-milter replaces the object after any response
 // whose Continue() is false, and with it the connection's client address,
-// HELO and the next message's context (LIBRARIES.md G1).
+// HELO and the next message's context (docs/libraries.md).
 type keep struct{ r gomilter.Response }
 
 func (k keep) Response() *gomilter.Message { return k.r.Response() }

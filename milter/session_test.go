@@ -115,7 +115,7 @@ func (f *fixture) connect(t *testing.T, family gomilter.ProtoFamily, host, addr 
 	c := gomilter.NewClientWithOptions("tcp", f.addr, gomilter.ClientOptions{
 		ReadTimeout:  5 * time.Second,
 		WriteTimeout: 5 * time.Second,
-		// A subset of what go-milter's server offers (LIBRARIES.md G4).
+		// A subset of what go-milter's server offers (docs/libraries.md).
 		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader,
 	})
 	s, err := c.Session()

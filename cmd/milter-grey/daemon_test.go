@@ -91,7 +91,7 @@ func (td *testDaemon) session(t *testing.T) *gomilter.ClientSession {
 	c := gomilter.NewClientWithOptions(td.network, td.addr, gomilter.ClientOptions{
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 10 * time.Second,
-		// A subset of what go-milter's server offers (LIBRARIES.md G4).
+		// A subset of what go-milter's server offers (docs/libraries.md).
 		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader,
 	})
 	s, err := c.Session()
