@@ -6,6 +6,8 @@
 // for names it does not know and NODATA for known names without records of
 // the queried type. Its Mode injects faults: no answer at all (timeouts),
 // SERVFAIL, slow answers and malformed packets.
+//
+// It is a test helper (testutil/): only tests import it.
 package testdns
 
 import (

@@ -8,7 +8,9 @@
 // at its first header when it has nothing to add, adds X-Greylist at end of
 // message when a recipient was retried, and keeps go-milter's session
 // object across final replies the same way (docs/libraries.md). The
-// difference between the two is milter-grey's own work. Benchmarks only.
+// difference between the two is milter-grey's own work. It is benchmark
+// tooling (bench/internal/): bench/baseline serves it, bench/milterbench
+// measures against it; the daemon never imports it.
 package baseline
 
 import (
