@@ -13,6 +13,7 @@
 #   RCPTS=1 SECONDS_=10 bench/profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RCPTS=${RCPTS:-10}
 SECS=${SECONDS_:-15}
 OUT=${OUT:-$(mktemp -d /tmp/milter-grey-profile.XXXXXX)}
@@ -27,18 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768–)
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	return 1
-}
 
 cat >"$OUT/overlay.json" <<EOF
 {"Replace": {"$PWD/cmd/milter-grey/zz_pprof_overlay.go": "$PWD/bench/profile/pprof.go"}}

@@ -39,6 +39,7 @@
 # Every process started here is stopped by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 QUICK=${QUICK:-0}
 GOBENCH=${GOBENCH:-1}
@@ -85,20 +86,6 @@ stop() {
 	wait "$pid" 2>/dev/null || true
 	for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || rest+=("$p"); done
 	PIDS=("${rest[@]}")
-}
-
-# free_port: a loopback TCP port nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768–)
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo "no free port" >&2
-	return 1
 }
 
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
