@@ -93,7 +93,7 @@ while read -r dir name; do
 		failed=1
 	fi
 	progress=$(grep 'fuzz: elapsed' "$out" | tail -1 | sed -e 's/^fuzz: //' -e 's/ ([0-9]*\/sec)//')
-	printf '%-18s %-14s %s: %s\n' "$dir" "$name" "$result" "$progress" >>"$summary"
+	printf '%-14s %-24s %s: %s\n' "$dir" "$name" "$result" "$progress" >>"$summary"
 done <"$list"
 
 echo "=== fuzz summary (FUZZTIME=$FUZZTIME)"
