@@ -45,39 +45,15 @@ unit:
 e2e: deps
 	$(GO) test -count=1 -v ./e2e/
 
-# Fuzzing: every Fuzz target of every package (found by its declaration),
-# one after another, each for FUZZTIME: `make fuzz` is the documented run,
-# 10 minutes a target; `make fuzz-short` gives each 10 seconds, and `make
-# test` runs it. Every target runs even when one fails; a summary of the
-# last progress line of each ends the run. A crasher is written to the
-# package's testdata/fuzz/NAME/ and fails the run: keep it there, as a
-# regression case that go test runs with the seeds. New inputs the fuzzer
-# keeps are minimised for at most FUZZMINIMIZETIME each (Go's default,
-# 60s, would spend a short run on one input). Go 1.26's fuzz coordinator
-# can fail a clean run with a bare "context deadline exceeded" as
-# -fuzztime ends (go.dev/issue/75804, fixed in Go 1.27): that alone, with
-# no crasher written, counts as a pass.
+# Fuzzing (scripts/fuzz.sh): every fuzz target, one after another, each
+# for FUZZTIME, ending with a summary; a crasher fails the run and stays in
+# its package's testdata/fuzz/NAME/. `make fuzz` is the documented run, 10
+# minutes a target; `make fuzz-short` gives each 10 seconds, and `make
+# test` runs it.
 FUZZTIME         ?= 10m
 FUZZMINIMIZETIME ?= 5s
 fuzz:
-	@summary=$$(mktemp); out=$$(mktemp); failed=0; \
-	for pkg in $$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' . | xargs -n1 dirname | sort -u); do \
-	  for name in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' $$pkg/*_test.go | sed -E 's/^func ([A-Za-z0-9_]+).*/\1/'); do \
-	    echo "=== fuzz $$pkg $$name for $(FUZZTIME)"; \
-	    before=$$(ls $$pkg/testdata/fuzz/$$name 2>/dev/null | wc -l); \
-	    { $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
-	      echo "exit $$?"; } 2>&1 | tee $$out; \
-	    after=$$(ls $$pkg/testdata/fuzz/$$name 2>/dev/null | wc -l); \
-	    result=$$(tail -1 $$out); \
-	    if [ "$$result" = "exit 0" ]; then result=ok; \
-	    elif [ "$$before" = "$$after" ] && grep -qx '    context deadline exceeded' $$out && ! grep -q -e 'panic' -e 'Failing input' -e '_test.go:[0-9]' $$out; then \
-	      result="ok (Go's fuzz coordinator reported its own -fuzztime deadline, go.dev/issue/75804; no crasher written)"; \
-	    else failed=1; fi; \
-	    printf '%-18s %-14s %s: %s\n' "$$pkg" "$$name" "$$result" "$$(grep 'fuzz: elapsed' $$out | tail -1 | sed -e 's/^fuzz: //' -e 's/ ([0-9]*\/sec)//')" >> $$summary; \
-	  done; \
-	done; \
-	echo "=== fuzz summary (FUZZTIME=$(FUZZTIME))"; cat $$summary; rm -f $$summary $$out; \
-	exit $$failed
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) bash scripts/fuzz.sh
 
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s

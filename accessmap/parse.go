@@ -182,19 +182,27 @@ func isTableType(typ string) bool {
 	return false
 }
 
+// addLineError adds err, from logicalLines, to errs with the file's name,
+// and says whether reading stops: at maxErrors, or at a read error (which
+// is not about one line).
+func addLineError(errs []error, name string, err error) (_ []error, stop bool) {
+	var se *SyntaxError
+	if errors.As(err, &se) {
+		se.File = name
+	} else {
+		err = fmt.Errorf("%s: %w", name, err)
+	}
+	errs = append(errs, err)
+	return errs, len(errs) >= maxErrors || se == nil
+}
+
 // read adds the entries of one file to t.
 func (t *Table) read(name string, r io.Reader) (warnings []Warning, errs []error) {
 	seen := make(map[string]int) // folded key -> line, in this file
 	for ll, err := range logicalLines(r) {
 		if err != nil {
-			var se *SyntaxError
-			if errors.As(err, &se) {
-				se.File = name
-			} else {
-				err = fmt.Errorf("%s: %w", name, err)
-			}
-			errs = append(errs, err)
-			if len(errs) >= maxErrors || se == nil {
+			var stop bool
+			if errs, stop = addLineError(errs, name, err); stop {
 				break
 			}
 			continue

@@ -127,14 +127,8 @@ func readPatterns(kind tableKind, name string, r io.Reader) (*patternTable, []Wa
 	var open []int // the indexes of the ifs not yet closed
 	for ll, err := range logicalLines(r) {
 		if err != nil {
-			var se *SyntaxError
-			if errors.As(err, &se) {
-				se.File = name
-			} else {
-				err = fmt.Errorf("%s: %w", name, err)
-			}
-			errs = append(errs, err)
-			if len(errs) >= maxErrors || se == nil {
+			var stop bool
+			if errs, stop = addLineError(errs, name, err); stop {
 				break
 			}
 			continue

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/envelope"
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // postmap runs Postfix's postmap(1) with a private configuration directory,

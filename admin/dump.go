@@ -16,7 +16,7 @@ import (
 
 // dump writes every record as a JSON line with its stored state and the
 // lifetime it has left, the input of restore.
-func (h *handler) dump(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) dump(w http.ResponseWriter, r *http.Request) {
 	wall := time.Now()
 	streamLines(w, func(emit func(*Entry) error) error {
 		return h.cfg.Store.Scan(r.Context(), "", func(key string, rec *greylist.Record, expires time.Time) error {
@@ -58,7 +58,7 @@ type Restored struct {
 // instead of replacing it, atomically, and lives as the daemon's policy
 // says from its times (the dump's lifetime is not used): an import cannot
 // undo what the daemon learned meanwhile.
-func (h *handler) restore(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
 	merge := false
 	if v := r.URL.Query().Get("merge"); v != "" {
 		b, err := strconv.ParseBool(v)

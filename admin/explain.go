@@ -44,7 +44,7 @@ type Explanation struct {
 
 // explain runs the engine's decision on a read-only view of the store,
 // with SPF evaluated as for the milter.
-func (h *handler) explain(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
 	var req ExplainRequest
 	if err := decode(r, &req); err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)

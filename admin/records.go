@@ -51,7 +51,7 @@ func streamLines(w http.ResponseWriter, produce func(emit func(e *Entry) error) 
 	}
 }
 
-func (h *handler) list(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	f, err := filterFromQuery(r.URL.Query())
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)
@@ -62,7 +62,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request, _ string) {
 
 // neverRetried lists the triplets whose retry window closed without a
 // retry: they stay listed for greylist.NeverRetriedGrace.
-func (h *handler) neverRetried(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) neverRetried(w http.ResponseWriter, r *http.Request) {
 	f, err := filterFromQuery(r.URL.Query())
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)
@@ -97,7 +97,8 @@ func (h *handler) listFiltered(w http.ResponseWriter, r *http.Request, f Filter)
 	})
 }
 
-func (h *handler) show(w http.ResponseWriter, r *http.Request, key string) {
+func (h *handler) show(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	rec, exp, err := h.cfg.Store.Get(ctx, key)
@@ -116,7 +117,8 @@ type Deleted struct {
 	Deleted int `json:"deleted"`
 }
 
-func (h *handler) delete(w http.ResponseWriter, r *http.Request, key string) {
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	_, _, err := h.cfg.Store.Get(ctx, key)
@@ -137,7 +139,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request, key string) {
 
 // deleteMatching deletes every record a filter selects. An empty filter
 // must say "all": true.
-func (h *handler) deleteMatching(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) deleteMatching(w http.ResponseWriter, r *http.Request) {
 	var f Filter
 	if err := decode(r, &f); err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)
@@ -207,7 +209,7 @@ type PassRequest struct {
 
 // pass writes the triplet as passed now, for max_age: its next mail passes
 // at once, as if it had been retried. Or it trusts a domain (d:DOMAIN).
-func (h *handler) pass(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) pass(w http.ResponseWriter, r *http.Request) {
 	var req PassRequest
 	if err := decode(r, &req); err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)

@@ -21,7 +21,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
@@ -64,6 +63,7 @@ type handler struct {
 	cls      classifier
 	log      *slog.Logger
 	promhttp http.Handler // nil without metrics
+	mux      *http.ServeMux
 }
 
 // NewHandler returns the admin API. It panics without a Store or an
@@ -82,82 +82,96 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Metrics != nil {
 		h.promhttp = cfg.Metrics.Handler()
 	}
+	h.mux = h.routes()
 	return h
 }
 
-// route is one endpoint.
-type route struct {
-	method string
-	write  bool // refused to non-local peers
-	fn     func(w http.ResponseWriter, r *http.Request, arg string)
+// routes maps the endpoints. A GET pattern also answers HEAD. A record's
+// key is the rest of the path, unescaped: it may hold '/' (a network),
+// which clients send as %2F.
+func (h *handler) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", h.metrics)
+	mux.HandleFunc("GET /healthz", h.health)
+	mux.HandleFunc("GET /v1/records", h.list)
+	mux.HandleFunc("GET /v1/records/{key...}", h.record(h.show))
+	mux.HandleFunc("DELETE /v1/records/{key...}", h.record(h.write(h.delete)))
+	mux.HandleFunc("GET /v1/never-retried", h.neverRetried)
+	mux.HandleFunc("POST /v1/delete", h.write(h.jsonOnly(h.deleteMatching)))
+	mux.HandleFunc("POST /v1/pass", h.write(h.jsonOnly(h.pass)))
+	mux.HandleFunc("POST /v1/explain", h.jsonOnly(h.explain))
+	mux.HandleFunc("GET /v1/dump", h.dump)
+	mux.HandleFunc("POST /v1/restore", h.write(h.jsonOnly(h.restore)))
+	mux.HandleFunc("GET /v1/stats", h.stats)
+	return mux
 }
 
+// ServeHTTP serves the routes, and answers what they do not match (404, or
+// 405 with Allow) with the API's JSON error body: ServeMux's own answers
+// are plain text.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The escaped path: a key may hold "/" (a network), sent as %2F.
-	path := r.URL.EscapedPath()
-	var arg string
-	if rest, ok := strings.CutPrefix(path, "/v1/records/"); ok && rest != "" {
-		key, err := url.PathUnescape(rest)
-		if err != nil {
-			h.fail(w, http.StatusBadRequest, "bad key escape: %v", err)
-			return
-		}
-		path, arg = "/v1/records/{key}", key
-	}
-	var routes []route
-	switch path {
-	case "/metrics":
-		routes = []route{{method: http.MethodGet, fn: h.metrics}}
-	case "/healthz":
-		routes = []route{{method: http.MethodGet, fn: h.health}}
-	case "/v1/records":
-		routes = []route{{method: http.MethodGet, fn: h.list}}
-	case "/v1/never-retried":
-		routes = []route{{method: http.MethodGet, fn: h.neverRetried}}
-	case "/v1/records/{key}":
-		routes = []route{{method: http.MethodGet, fn: h.show}, {method: http.MethodDelete, write: true, fn: h.delete}}
-	case "/v1/delete":
-		routes = []route{{method: http.MethodPost, write: true, fn: h.deleteMatching}}
-	case "/v1/pass":
-		routes = []route{{method: http.MethodPost, write: true, fn: h.pass}}
-	case "/v1/explain":
-		routes = []route{{method: http.MethodPost, fn: h.explain}}
-	case "/v1/dump":
-		routes = []route{{method: http.MethodGet, fn: h.dump}}
-	case "/v1/restore":
-		routes = []route{{method: http.MethodPost, write: true, fn: h.restore}}
-	case "/v1/stats":
-		routes = []route{{method: http.MethodGet, fn: h.stats}}
-	default:
-		h.fail(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+	route, pattern := h.mux.Handler(r)
+	if pattern != "" {
+		h.mux.ServeHTTP(w, r) // which sets the path values; Handler does not
 		return
 	}
-	var allowed []string
-	for _, rt := range routes {
-		allowed = append(allowed, rt.method)
-		if rt.method == r.Method || (rt.method == http.MethodGet && r.Method == http.MethodHead) {
-			if rt.write {
-				if err := writeAllowed(r); err != nil {
-					h.fail(w, http.StatusForbidden, "%v", err)
-					return
-				}
-			}
-			if r.Method == http.MethodPost {
-				if err := jsonBody(r); err != nil {
-					h.fail(w, http.StatusUnsupportedMediaType, "%v", err)
-					return
-				}
-			}
-			rt.fn(w, r, arg)
-			if rt.write {
-				// What the engine cached of the records may be stale now.
-				h.cfg.Engine.StoreChanged()
-			}
+	unmatched := &headerOnly{header: http.Header{}}
+	route.ServeHTTP(unmatched, r)
+	if unmatched.status == http.StatusMethodNotAllowed {
+		allow := unmatched.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		h.fail(w, http.StatusMethodNotAllowed, "%s: method %s not allowed (use %s)", r.URL.Path, r.Method, allow)
+		return
+	}
+	h.fail(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+}
+
+// headerOnly keeps the status and header of ServeMux's answer to an
+// unmatched request, and drops its plain-text body.
+type headerOnly struct {
+	header http.Header
+	status int
+}
+
+func (w *headerOnly) Header() http.Header         { return w.header }
+func (w *headerOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (w *headerOnly) WriteHeader(status int)      { w.status = status }
+
+// record serves fn for /v1/records/{key...} when the key is not empty:
+// "/v1/records/" names no endpoint.
+func (h *handler) record(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("key") == "" {
+			h.fail(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 			return
 		}
+		fn(w, r)
 	}
-	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	h.fail(w, http.StatusMethodNotAllowed, "%s: method %s not allowed (use %s)", r.URL.Path, r.Method, strings.Join(allowed, ", "))
+}
+
+// write refuses fn to peers that may not write (writeAllowed), and tells
+// the engine after fn that the store changed: what it cached of the
+// records may be stale now.
+func (h *handler) write(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := writeAllowed(r); err != nil {
+			h.fail(w, http.StatusForbidden, "%v", err)
+			return
+		}
+		fn(w, r)
+		h.cfg.Engine.StoreChanged()
+	}
+}
+
+// jsonOnly refuses fn a request whose body is not JSON (jsonBody).
+func (h *handler) jsonOnly(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := jsonBody(r); err != nil {
+			h.fail(w, http.StatusUnsupportedMediaType, "%v", err)
+			return
+		}
+		fn(w, r)
+	}
 }
 
 // writeAllowed lets through writes from loopback and unix-socket peers,
@@ -232,7 +246,7 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-func (h *handler) metrics(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	if h.promhttp == nil {
 		h.fail(w, http.StatusNotFound, "metrics are not enabled")
 		return
@@ -242,7 +256,7 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request, _ string) {
 
 // health answers 200 "ok" when the store answers a read and the lists are
 // loaded, 503 with the reason otherwise.
-func (h *handler) health(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if err := h.healthy(r.Context()); err != nil {

@@ -30,7 +30,7 @@ type Stats struct {
 	SessionsOpen *int `json:"sessions_open,omitempty"`
 }
 
-func (h *handler) stats(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 	var s Stats
 	now := h.cfg.Now()
 	err := h.cfg.Store.Scan(r.Context(), "", func(key string, rec *greylist.Record, _ time.Time) error {

@@ -22,7 +22,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/milter-grey/milter-grey/auth"
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // testKeys are generated once per test binary: RSA-2048 generation is slow

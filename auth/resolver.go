@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/ctxconn"
 )
 
 // DefaultTimeout is the default deadline of one SPF evaluation and of one
@@ -50,7 +52,7 @@ func NewResolver(cfg ResolverConfig) *net.Resolver {
 				if err != nil {
 					return nil, err
 				}
-				return closeOnDone(ctx, c), nil
+				return ctxconn.CloseOnDone(ctx, c), nil
 			},
 		}
 	}
@@ -62,7 +64,7 @@ func NewResolver(cfg ResolverConfig) *net.Resolver {
 			if err != nil {
 				return nil, err
 			}
-			return closeOnDone(ctx, c), nil
+			return ctxconn.CloseOnDone(ctx, c), nil
 		},
 	}
 }
@@ -74,39 +76,6 @@ func serverAddr(s string) string {
 	}
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
 	return net.JoinHostPort(s, "53")
-}
-
-// closeOnDone closes c when ctx is done.
-//
-// The wrapper of a UDP connection must remain a net.PacketConn: Go's
-// resolver chooses datagram framing by that type assertion and would send
-// TCP-style length-prefixed messages over UDP otherwise.
-func closeOnDone(ctx context.Context, c net.Conn) net.Conn {
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	if uc, ok := c.(*net.UDPConn); ok {
-		return &stopPacketConn{UDPConn: uc, stop: stop}
-	}
-	return &stopConn{Conn: c, stop: stop}
-}
-
-type stopConn struct {
-	net.Conn
-	stop func() bool
-}
-
-func (c *stopConn) Close() error {
-	c.stop()
-	return c.Conn.Close()
-}
-
-type stopPacketConn struct {
-	*net.UDPConn
-	stop func() bool
-}
-
-func (c *stopPacketConn) Close() error {
-	c.stop()
-	return c.UDPConn.Close()
 }
 
 // rooted returns name with a trailing dot, so that Go's resolver never

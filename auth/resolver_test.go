@@ -10,7 +10,7 @@ import (
 
 	"blitiri.com.ar/go/spf"
 
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 func TestClassifyDNSError(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+
+	"github.com/milter-grey/milter-grey/internal/ttlcache"
 )
 
 // SPF defaults.
@@ -38,16 +40,9 @@ type SPFOptions struct {
 // SPF checks senders against SPF records (RFC 7208, with its limits of 10
 // DNS-querying mechanisms and 2 void lookups). It is safe for concurrent use.
 type SPF struct {
-	r    *net.Resolver
-	opts SPFOptions
-
-	mu    sync.Mutex
-	cache map[string]spfEntry
-}
-
-type spfEntry struct {
-	res     SPFResult
-	expires time.Time
+	r     *net.Resolver
+	opts  SPFOptions
+	cache *ttlcache.Cache[SPFResult]
 }
 
 // SPFResult is the outcome of one SPF check.
@@ -89,7 +84,7 @@ func NewSPF(r *net.Resolver, opts SPFOptions) *SPF {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &SPF{r: r, opts: opts, cache: make(map[string]spfEntry)}
+	return &SPF{r: r, opts: opts, cache: ttlcache.New[SPFResult](opts.CacheTTL, opts.CacheSize)}
 }
 
 // Check evaluates SPF for a message from ip that said HELO helo and MAIL
@@ -225,39 +220,14 @@ func (s *SPF) cached(key string, now time.Time) (SPFResult, bool) {
 	if s.opts.CacheTTL < 0 {
 		return SPFResult{}, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.cache[key]
-	if !ok {
-		return SPFResult{}, false
-	}
-	if !now.Before(e.expires) {
-		delete(s.cache, key)
-		return SPFResult{}, false
-	}
-	return e.res, true
+	return s.cache.Get(key, now)
 }
 
 func (s *SPF) store(key string, res SPFResult, now time.Time) {
 	if s.opts.CacheTTL < 0 || res.Result == ResultTempError {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.cache[key]; !ok && len(s.cache) >= s.opts.CacheSize {
-		for k, e := range s.cache {
-			if !now.Before(e.expires) {
-				delete(s.cache, k)
-			}
-		}
-		for k := range s.cache {
-			if len(s.cache) < s.opts.CacheSize {
-				break
-			}
-			delete(s.cache, k)
-		}
-	}
-	s.cache[key] = spfEntry{res: res, expires: now.Add(s.opts.CacheTTL)}
+	s.cache.Put(key, res, now)
 }
 
 // spfResolver adapts *net.Resolver to spf.DNSResolver for one Check: names

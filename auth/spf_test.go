@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/auth"
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // client is the address the test mails come from.

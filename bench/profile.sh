@@ -4,7 +4,7 @@
 #
 # Builds a variant of cmd/milter-grey with bench/profile/pprof.go overlaid
 # (go build -overlay: the daemon's sources are untouched) that serves
-# net/http/pprof on loopback, loads it with milter-grey-load for RCPTS
+# net/http/pprof on loopback, loads it with bench/load for RCPTS
 # recipients per session while taking a CPU profile, then saves the heap
 # profile (allocations since start) and prints `go tool pprof -top` of
 # both. Profiles stay in OUT.
@@ -13,6 +13,7 @@
 #   RCPTS=1 SECONDS_=10 bench/profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RCPTS=${RCPTS:-10}
 SECS=${SECONDS_:-15}
 OUT=${OUT:-$(mktemp -d /tmp/milter-grey-profile.XXXXXX)}
@@ -28,23 +29,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768–)
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	return 1
-}
-
 cat >"$OUT/overlay.json" <<EOF
 {"Replace": {"$PWD/cmd/milter-grey/zz_pprof_overlay.go": "$PWD/bench/profile/pprof.go"}}
 EOF
 go build -trimpath -tags milter_grey_pprof -overlay "$OUT/overlay.json" -o "$OUT/milter-grey-pprof" ./cmd/milter-grey
-go build -trimpath -o "$OUT/load" ./cmd/milter-grey-load
+go build -trimpath -o "$OUT/load" ./bench/load
 
 PORT=$(free_port)
 PPROF=$(free_port)

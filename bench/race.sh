@@ -12,7 +12,7 @@ pid=""
 cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 go build -race -o "$dir/milter-grey" ./cmd/milter-grey
-go build -o "$dir/load" ./cmd/milter-grey-load
+go build -o "$dir/load" ./bench/load
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$dir/c.toml" <<TOML
 listen = "inet:127.0.0.1:$port"

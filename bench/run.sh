@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/run.sh: the performance run of issue 6 (what `make bench` runs).
+# bench/run.sh: the performance run (what `make bench` runs).
 #
-# Builds milter-grey, the load generator (cmd/milter-grey-load), the bare
+# Builds milter-grey, the load generator (bench/load), the bare
 # in-memory baseline milter (bench/baseline) and the preload tool
 # (bench/preload), then, everything on 127.0.0.1:
 #
@@ -39,6 +39,7 @@
 # Every process started here is stopped by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 QUICK=${QUICK:-0}
 GOBENCH=${GOBENCH:-1}
@@ -87,25 +88,11 @@ stop() {
 	PIDS=("${rest[@]}")
 }
 
-# free_port: a loopback TCP port nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768–)
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo "no free port" >&2
-	return 1
-}
-
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 echo "== build"
 go build -trimpath -o "$BIN/milter-grey" ./cmd/milter-grey
-go build -trimpath -o "$BIN/load" ./cmd/milter-grey-load
+go build -trimpath -o "$BIN/load" ./bench/load
 go build -trimpath -o "$BIN/baseline" ./bench/baseline
 go build -trimpath -o "$BIN/preload" ./bench/preload
 go build -trimpath -o "$BIN/report" ./bench/report
@@ -259,7 +246,7 @@ if [[ $GOBENCH == 1 ]]; then
 	echo "== Go benchmarks (-count $BENCH_COUNT)"
 	go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" -benchtime "$BENCHTIME" \
 		./greylist/ ./greylist/badgerstore/ ./greylist/redisstore/ >"$OUT/gobench.txt"
-	go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" -benchtime "$MILTER_BENCHTIME" ./milter/ >>"$OUT/gobench.txt"
+	go test -run '^$' -bench . -benchmem -count "$BENCH_COUNT" -benchtime "$MILTER_BENCHTIME" ./bench/milterbench/ >>"$OUT/gobench.txt"
 fi
 
 meta "loadavg end" "$(cut -d' ' -f1-3 /proc/loadavg)"

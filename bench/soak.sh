@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/soak.sh: the soak of issue 7 (e2e TestSoak), with its figures kept.
+# bench/soak.sh: the soak test (e2e TestSoak), with its figures kept.
 #
 #   bench/soak.sh [DURATION [RATE]]      default 30m, 400 sessions/s in bursts
 #

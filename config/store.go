@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/milter-grey/milter-grey/internal/redact"
 )
 
 // IsRedis reports whether a store specification names a Redis server.
@@ -29,19 +31,7 @@ func CheckStore(spec string) error {
 			return errors.New("malformed Redis URL")
 		}
 	case strings.Contains(spec, "://"):
-		return fmt.Errorf("%q: want a directory, redis://, rediss:// or unix:// (Redis)", RedactStore(spec))
+		return fmt.Errorf("%q: want a directory, redis://, rediss:// or unix:// (Redis)", redact.URL(spec))
 	}
 	return nil
-}
-
-// RedactStore hides a password in a store specification, for messages.
-func RedactStore(spec string) string {
-	u, err := url.Parse(spec)
-	if err != nil || u.User == nil {
-		return spec
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }

@@ -22,7 +22,7 @@ func TestCheckStore(t *testing.T) {
 			t.Errorf("CheckStore(%q) = %v, want ok=%v", tt.spec, err, tt.ok)
 		}
 	}
-	if s := RedactStore("redis://u:secret@h:1/0"); strings.Contains(s, "secret") {
-		t.Errorf("RedactStore leaves the password: %s", s)
+	if err := CheckStore("http://u:secret@h:1/0"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("CheckStore of a URL with a password = %v, want an error without the password", err)
 	}
 }

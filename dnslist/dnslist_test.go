@@ -13,7 +13,7 @@ import (
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/dnslist"
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // The client in most tests, and its query label in front of a zone.

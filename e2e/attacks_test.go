@@ -12,7 +12,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // Attacks on the authenticated sender bypass, end to end: Postfix, the

@@ -18,7 +18,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // The authenticated sender bypass, end to end: Postfix and the daemon, with

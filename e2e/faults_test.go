@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // Store faults and crashes of the Badger store, as an admin meets them: the

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // workDir lives as long as the test binary; it holds the daemon built once

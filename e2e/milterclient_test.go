@@ -26,7 +26,7 @@ func milterRcpt(addr string, env envelope) (*milter.Action, error) {
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 10 * time.Second,
 		// go-milter servers answer protocol version 2; the client only
-		// downgrades for masks within version 2's (LIBRARIES.md G4).
+		// downgrades for masks within version 2's (docs/libraries.md).
 		ActionMask:   milter.OptAddHeader | milter.OptChangeHeader,
 		ProtocolMask: 0,
 	})

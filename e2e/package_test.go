@@ -18,7 +18,7 @@ import (
 
 	"github.com/emersion/go-milter"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // The Debian package (packaging/, `make deb`) and the systemd unit

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // What Debian's postgrey package installs (e2e/install-deps.sh installs it).

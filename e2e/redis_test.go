@@ -13,7 +13,7 @@ import (
 
 	"github.com/emersion/go-milter"
 
-	"github.com/milter-grey/milter-grey/internal/testredis"
+	"github.com/milter-grey/milter-grey/testutil/testredis"
 )
 
 // The scenarios of a site whose MX hosts share one Redis (store =
@@ -21,7 +21,7 @@ import (
 // another, two hosts never both call a triplet new, an outage of Redis
 // follows on_error and heals by itself, and copy-store moves a site from
 // Badger to Redis without greylisting its correspondents again. Each test
-// runs its own redis-server (internal/testredis) on loopback.
+// runs its own redis-server (testutil/testredis) on loopback.
 
 // redisConfig is greyConfig for a daemon whose store is the Redis server r,
 // its keys under prefix, with extra keys set or overridden.

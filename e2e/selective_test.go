@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // Selective greylisting (greylist = "suspicious") and learned domain

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // A private Sendmail for the end-to-end tests. Installing Debian's sendmail

@@ -24,7 +24,7 @@ import (
 	"github.com/emersion/go-milter"
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/milter-grey/milter-grey/internal/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
 )
 
 // The soak: the daemon under a steady mix of the load a real MX gives it,

@@ -3,6 +3,8 @@ package greylist
 import (
 	"sync"
 	"time"
+
+	"github.com/milter-grey/milter-grey/internal/ttlcache"
 )
 
 // awlCacheTTL is how long the auto-whitelist status of a client network is
@@ -11,62 +13,34 @@ import (
 // change made by another MX host shows within this time).
 const awlCacheTTL = time.Minute
 
-// awlCacheMax bounds the cache; past it, expired entries are dropped, and
-// if that is not enough, all of them.
+// awlCacheMax bounds the cache (see ttlcache.Cache.Put for what goes
+// when it is full).
 const awlCacheMax = 100_000
 
 // awlCache remembers which client networks are auto-whitelisted, so that
 // the auto-whitelist costs one store read per client and minute rather
-// than one per recipient.
+// than one per recipient. Its zero value is ready to use.
 type awlCache struct {
-	mu sync.Mutex
-	m  map[string]awlEntry
+	once  sync.Once
+	cache *ttlcache.Cache[bool]
 }
 
-type awlEntry struct {
-	whitelisted bool
-	until       time.Time
+// entries makes the cache on first use.
+func (c *awlCache) entries() *ttlcache.Cache[bool] {
+	c.once.Do(func() { c.cache = ttlcache.New[bool](awlCacheTTL, awlCacheMax) })
+	return c.cache
 }
 
 func (c *awlCache) get(client string, now time.Time) (whitelisted, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[client]
-	if !ok || !now.Before(e.until) {
-		return false, false
-	}
-	return e.whitelisted, true
+	return c.entries().Get(client, now)
 }
 
 func (c *awlCache) put(client string, whitelisted bool, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string]awlEntry)
-	}
-	if len(c.m) >= awlCacheMax {
-		for k, e := range c.m {
-			if !now.Before(e.until) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= awlCacheMax {
-			clear(c.m)
-		}
-	}
-	c.m[client] = awlEntry{whitelisted: whitelisted, until: now.Add(awlCacheTTL)}
+	c.entries().Put(client, whitelisted, now)
 }
 
 // forget drops a client whose status may just have changed.
-func (c *awlCache) forget(client string) {
-	c.mu.Lock()
-	delete(c.m, client)
-	c.mu.Unlock()
-}
+func (c *awlCache) forget(client string) { c.entries().Delete(client) }
 
 // reset forgets everything.
-func (c *awlCache) reset() {
-	c.mu.Lock()
-	clear(c.m)
-	c.mu.Unlock()
-}
+func (c *awlCache) reset() { c.entries().Clear() }

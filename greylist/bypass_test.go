@@ -1,4 +1,4 @@
-package greylist
+package greylist_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/milter-grey/milter-grey/accessmap"
 	"github.com/milter-grey/milter-grey/auth"
+
+	. "github.com/milter-grey/milter-grey/greylist"
 )
 
 // A listed sender that SPF does not prove waits for DKIM at end of message,

@@ -1,7 +1,6 @@
 package greylist
 
 import (
-	"bufio"
 	_ "embed"
 	"fmt"
 	"io"
@@ -47,32 +46,21 @@ func DefaultNamePatterns() *NamePatterns {
 // Errors name the file (name), the line and the pattern.
 func ParseNamePatterns(name string, r io.Reader) (*NamePatterns, error) {
 	p := &NamePatterns{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 64*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		// Host names hold no '#', so no pattern needs one.
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
-			continue
-		}
+	// Host names hold no '#', so no pattern needs one.
+	err := eachLine(name, r, func(line int, text string) error {
 		np, except, err := parseNamePattern(text)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+			return fmt.Errorf("%s:%d: %w", name, line, err)
 		}
 		if except {
 			p.exceptions = append(p.exceptions, np)
 		} else {
 			p.patterns = append(p.patterns, np)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s:%d: %w", name, line+1, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }

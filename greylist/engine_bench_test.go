@@ -1,74 +1,23 @@
 package greylist_test
 
 // Benchmarks of the per-recipient work of the engine (bench/run.sh runs
-// them): Decide on a plain map store (the engine's own cost), on Badger in
-// memory and on disk (what the store adds), and the key building blocks.
+// them): Decide on a map in memory (testutil/memstore: the engine's own
+// cost), on Badger in memory and on disk (what the store adds), and the key
+// building blocks.
 
 import (
 	"context"
 	"fmt"
 	"github.com/milter-grey/milter-grey/envelope"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
+	"github.com/milter-grey/milter-grey/testutil/memstore"
 )
-
-// mapStore is the cheapest correct Store: a map under a mutex, no expiry.
-type mapStore struct {
-	mu sync.Mutex
-	m  map[string]greylist.Record
-}
-
-func newMapStore() *mapStore { return &mapStore{m: make(map[string]greylist.Record)} }
-
-func (s *mapStore) Update(_ context.Context, key string, fn greylist.UpdateFunc) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var cur *greylist.Record
-	if r, ok := s.m[key]; ok {
-		cur = &r
-	}
-	next, _, err := fn(cur)
-	if err == nil && next != nil {
-		s.m[key] = *next
-	}
-	return err
-}
-
-func (s *mapStore) Get(_ context.Context, key string) (*greylist.Record, time.Time, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.m[key]
-	if !ok {
-		return nil, time.Time{}, greylist.ErrNotFound
-	}
-	return &r, time.Time{}, nil
-}
-
-func (s *mapStore) Put(_ context.Context, key string, rec *greylist.Record, _ time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[key] = *rec
-	return nil
-}
-
-func (s *mapStore) Delete(_ context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, key)
-	return nil
-}
-
-func (s *mapStore) Scan(context.Context, string, func(string, *greylist.Record, time.Time) error) error {
-	return nil
-}
-
-func (s *mapStore) Close() error { return nil }
 
 // benchRequest is one recipient of one message in a benchmark.
 type benchRequest struct {
@@ -134,7 +83,7 @@ func benchDecide(b *testing.B, open func(b *testing.B) greylist.Store) {
 }
 
 func BenchmarkDecideMapStore(b *testing.B) {
-	benchDecide(b, func(*testing.B) greylist.Store { return newMapStore() })
+	benchDecide(b, func(*testing.B) greylist.Store { return memstore.New(nil) })
 }
 
 func BenchmarkDecideBadgerInMemory(b *testing.B) {

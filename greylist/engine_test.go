@@ -1,4 +1,4 @@
-package greylist
+package greylist_test
 
 import (
 	"bytes"
@@ -9,12 +9,14 @@ import (
 	"github.com/milter-grey/milter-grey/envelope"
 	"log/slog"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	. "github.com/milter-grey/milter-grey/greylist"
+	"github.com/milter-grey/milter-grey/testutil/memstore"
 )
 
 // fakeClock is a settable clock for Config.Now.
@@ -37,123 +39,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// memStore is a Store in a map, with time to live measured on a fake clock.
-// Update holds the mutex across fn, so it is atomic.
-type memStore struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]memEntry
-}
-
-type memEntry struct {
-	rec     Record
-	expires time.Time // zero: never
-}
-
-func newMemStore(now func() time.Time) *memStore {
-	return &memStore{now: now, m: make(map[string]memEntry)}
-}
-
-// live returns the entry at key if it has not expired; the caller holds mu.
-func (s *memStore) live(key string) (memEntry, bool) {
-	e, ok := s.m[key]
-	if ok && !e.expires.IsZero() && !s.now().Before(e.expires) {
-		delete(s.m, key)
-		return memEntry{}, false
-	}
-	return e, ok
-}
-
-func (s *memStore) put(key string, rec *Record, ttl time.Duration) {
-	e := memEntry{rec: *rec}
-	if ttl > 0 {
-		e.expires = s.now().Add(ttl)
-	}
-	s.m[key] = e
-}
-
-func (s *memStore) Update(ctx context.Context, key string, fn UpdateFunc) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var cur *Record
-	if e, ok := s.live(key); ok {
-		r := e.rec
-		cur = &r
-	}
-	next, ttl, err := fn(cur)
-	if err != nil || next == nil {
-		return err
-	}
-	s.put(key, next, ttl)
-	return nil
-}
-
-func (s *memStore) Get(ctx context.Context, key string) (*Record, time.Time, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.live(key)
-	if !ok {
-		return nil, time.Time{}, ErrNotFound
-	}
-	r := e.rec
-	return &r, e.expires, nil
-}
-
-func (s *memStore) Put(ctx context.Context, key string, rec *Record, ttl time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.put(key, rec, ttl)
-	return nil
-}
-
-func (s *memStore) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, key)
-	return nil
-}
-
-func (s *memStore) Scan(ctx context.Context, prefix string, fn func(string, *Record, time.Time) error) error {
-	s.mu.Lock()
-	var keys []string
-	for k := range s.m {
-		if _, ok := s.live(k); ok && strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-		}
-	}
-	entries := make([]memEntry, len(keys))
-	sort.Strings(keys)
-	for i, k := range keys {
-		entries[i] = s.m[k]
-	}
-	s.mu.Unlock()
-	for i, k := range keys {
-		r := entries[i].rec
-		if err := fn(k, &r, entries[i].expires); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *memStore) Close() error { return nil }
-
-// keys lists the live keys.
-func (s *memStore) keys() []string {
-	var keys []string
-	_ = s.Scan(context.Background(), "", func(k string, _ *Record, _ time.Time) error {
-		keys = append(keys, k)
-		return nil
-	})
-	return keys
-}
-
 var errStoreDown = errors.New("store is down")
 
 // failStore fails every call.
@@ -170,10 +55,10 @@ func (failStore) Scan(context.Context, string, func(string, *Record, time.Time) 
 }
 func (failStore) Close() error { return errStoreDown }
 
-// flakyStore is a memStore that fails while down is set, and fails writes
+// flakyStore is a memstore.Store that fails while down is set, and fails writes
 // only while readOnly is set (a Redis replica after failover, a full disk).
 type flakyStore struct {
-	*memStore
+	*memstore.Store
 	down, readOnly atomic.Bool
 }
 
@@ -181,15 +66,19 @@ func (s *flakyStore) Update(ctx context.Context, key string, fn UpdateFunc) erro
 	if s.down.Load() || s.readOnly.Load() {
 		return errStoreDown
 	}
-	return s.memStore.Update(ctx, key, fn)
+	return s.Store.Update(ctx, key, fn)
 }
 
 func (s *flakyStore) Get(ctx context.Context, key string) (*Record, time.Time, error) {
 	if s.down.Load() {
 		return nil, time.Time{}, errStoreDown
 	}
-	return s.memStore.Get(ctx, key)
+	return s.Store.Get(ctx, key)
 }
+
+// t0 is an arbitrary instant at millisecond precision, as records keep it
+// (the same as the internal tests').
+var t0 = time.Date(2025, 3, 14, 9, 26, 53, 589_000_000, time.UTC)
 
 // Addresses used across the engine tests.
 var (
@@ -220,7 +109,7 @@ type Request struct {
 func (r Request) message() (*Message, envelope.Address) {
 	m := &Message{Client: r.Client, ClientName: r.ClientName, AuthUser: r.AuthUser, Sender: envelope.Parse(r.Sender)}
 	if r.SPF != nil {
-		m.spf, m.spfDone = *r.SPF, true
+		SetSPF(m, *r.SPF)
 	}
 	if r.DKIM != nil {
 		m.SetDKIM(*r.DKIM)
@@ -240,7 +129,7 @@ func explain(e *Engine, ctx context.Context, r Request) Decision {
 
 func exemptReq(e *Engine, r Request) (Decision, bool) {
 	m, rcpt := r.message()
-	return exemption(e.Lists(), m, RecipientKey(rcpt, e.Config().Delimiters))
+	return Exemption(e.Lists(), m, RecipientKey(rcpt, e.Config().Delimiters))
 }
 
 // req is an ordinary request from mx1; options change it.
@@ -311,10 +200,10 @@ func testLists(t *testing.T) *Lists {
 	return l
 }
 
-func newTestEngine(t *testing.T, cfg Config) (*Engine, *fakeClock, *memStore) {
+func newTestEngine(t *testing.T, cfg Config) (*Engine, *fakeClock, *memstore.Store) {
 	t.Helper()
 	clock := newFakeClock(t0)
-	store := newMemStore(clock.Now)
+	store := memstore.New(clock.Now)
 	cfg.Now = clock.Now
 	e := New(store, cfg)
 	e.SetLists(testLists(t))
@@ -491,7 +380,7 @@ func TestEngineDecide(t *testing.T) {
 					t.Errorf("step %d: reason %s with key %q", i, d.Reason, d.Key)
 				}
 			}
-			if keys := store.keys(); c.stored >= 0 && len(keys) != c.stored {
+			if keys := store.Keys(); c.stored >= 0 && len(keys) != c.stored {
 				t.Errorf("store holds %d records %q, want %d", len(keys), keys, c.stored)
 			}
 		})
@@ -664,7 +553,7 @@ func TestEngineStoreError(t *testing.T) {
 func TestEngineStoreOutageLog(t *testing.T) {
 	var buf bytes.Buffer
 	clock := newFakeClock(t0)
-	store := &flakyStore{memStore: newMemStore(clock.Now)}
+	store := &flakyStore{Store: memstore.New(clock.Now)}
 	e := New(store, Config{Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	decide := func(n int) {
 		for i := 0; i < n; i++ {
@@ -719,7 +608,7 @@ func TestEngineStoreOutageLog(t *testing.T) {
 func TestEngineAutoWhitelistCountFailure(t *testing.T) {
 	var buf bytes.Buffer
 	clock := newFakeClock(t0)
-	store := &flakyStore{memStore: newMemStore(clock.Now)}
+	store := &flakyStore{Store: memstore.New(clock.Now)}
 	e := New(store, Config{Now: clock.Now, AutoWhitelist: 1, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	ctx := context.Background()
 	decide(e, ctx, req())
@@ -769,7 +658,7 @@ func TestEngineConcurrentNewTriplet(t *testing.T) {
 }
 
 func TestEngineDefaults(t *testing.T) {
-	e := New(newMemStore(time.Now), Config{})
+	e := New(memstore.New(time.Now), Config{})
 	cfg := e.Config()
 	if cfg.Policy != DefaultPolicy || cfg.Mask != DefaultClientMask || cfg.Delimiters != "+" || cfg.Now == nil {
 		t.Errorf("defaults not filled in: %+v", cfg)
@@ -781,4 +670,52 @@ func TestEngineDefaults(t *testing.T) {
 	if d := decide(e, context.Background(), req(named("partner.example"))); d.Reason != ReasonNew {
 		t.Errorf("without lists: %+v", d)
 	}
+}
+
+// MergeRecord writes the merge only when it adds something, with the
+// lifetime the policy gives the merged record.
+func TestEngineMergeRecord(t *testing.T) {
+	p := Policy{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
+	e, clock, store := newTestEngine(t, Config{Policy: p})
+	ctx := context.Background()
+	now := clock.Now()
+	const key = "t:192.0.2.0/24 a@example.org b@example.net"
+	learned := &Record{State: Passed, First: now.Add(-time.Hour), Last: now.Add(-time.Minute), Count: 3}
+	store.Put(ctx, key, learned, p.Lifetime(learned, now))
+
+	for _, c := range []struct {
+		name  string
+		rec   *Record
+		wrote bool
+		want  *Record
+	}{
+		{"a first attempt does not undo a pass", &Record{State: Pending, First: now.Add(-2 * time.Hour), Last: now.Add(-2 * time.Hour), Count: 1}, false, learned},
+		{"an older pass adds nothing", &Record{State: Passed, First: now.Add(-time.Hour), Last: now.Add(-time.Hour), Count: 1}, false, learned},
+		{"an earlier first sighting is kept", &Record{State: Passed, First: now.Add(-30 * 24 * time.Hour), Last: now.Add(-20 * 24 * time.Hour), Count: 1}, true,
+			&Record{State: Passed, First: now.Add(-30 * 24 * time.Hour), Last: now.Add(-time.Minute), Count: 3}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			wrote, err := e.MergeRecord(ctx, key, c.rec)
+			if err != nil || wrote != c.wrote {
+				t.Fatalf("MergeRecord = %v, %v; want %v", wrote, err, c.wrote)
+			}
+			got, expires, err := store.Get(ctx, key)
+			if err != nil || !SameRecord(got, c.want) {
+				t.Fatalf("stored %s, %v; want %s", FmtRecord(got), err, FmtRecord(c.want))
+			}
+			if want := now.Add(p.Lifetime(c.want, now)); !expires.Equal(want) {
+				t.Errorf("expires %v, want %v", expires, want)
+			}
+		})
+	}
+	t.Run("a record past max-age is not written", func(t *testing.T) {
+		gone := &Record{State: Passed, First: now.Add(-40 * 24 * time.Hour), Last: now.Add(-36 * 24 * time.Hour), Count: 1}
+		const other = "t:198.51.100.0/24 a@example.org b@example.net"
+		if wrote, err := e.MergeRecord(ctx, other, gone); err != nil || wrote {
+			t.Errorf("MergeRecord = %v, %v; want nothing written", wrote, err)
+		}
+		if _, _, err := store.Get(ctx, other); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get: %v, want not found", err)
+		}
+	})
 }

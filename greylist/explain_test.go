@@ -1,9 +1,11 @@
-package greylist
+package greylist_test
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	. "github.com/milter-grey/milter-grey/greylist"
 )
 
 // Explain tells what Decide would answer, step after step of a triplet's
@@ -13,13 +15,13 @@ func TestExplainAgreesWithDecideAndWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	for i, after := range []time.Duration{0, time.Minute, 5 * time.Minute, time.Hour} {
 		clock.Advance(after)
-		before := store.snapshot()
+		before := snapshot(t, store)
 		explained := explain(e, ctx, req())
-		if got := store.snapshot(); len(got) != len(before) {
+		if got := snapshot(t, store); len(got) != len(before) {
 			t.Fatalf("step %d: Explain changed the store: %d records, was %d", i, len(got), len(before))
 		}
 		for k, v := range before {
-			if store.snapshot()[k] != v {
+			if snapshot(t, store)[k] != v {
 				t.Fatalf("step %d: Explain changed %q", i, k)
 			}
 		}
@@ -31,13 +33,22 @@ func TestExplainAgreesWithDecideAndWritesNothing(t *testing.T) {
 	}
 }
 
-// snapshot copies the store's entries, to compare before and after.
-func (s *memStore) snapshot() map[string]memEntry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := make(map[string]memEntry, len(s.m))
-	for k, v := range s.m {
-		c[k] = v
+// snapshot copies the store's live records and their expiry, to compare
+// before and after.
+func snapshot(t *testing.T, s Store) map[string]entry {
+	t.Helper()
+	c := make(map[string]entry)
+	err := s.Scan(context.Background(), "", func(k string, rec *Record, expires time.Time) error {
+		c[k] = entry{*rec, expires}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return c
+}
+
+type entry struct {
+	rec     Record
+	expires time.Time
 }

@@ -71,21 +71,32 @@ func (r *ListReport) ReadFile(name string, add func(entry string) error) error {
 
 // Read is ReadFile on an open reader; name is the file name it reports.
 func (r *ListReport) Read(name string, rd io.Reader, add func(entry string) error) error {
-	sc := bufio.NewScanner(rd)
+	return eachLine(name, rd, func(line int, text string) error {
+		entry := strings.Fields(text)[0]
+		if err := add(entry); err != nil {
+			r.Skipped = append(r.Skipped, LineError{File: name, Line: line, Value: entry, Err: err})
+		}
+		return nil
+	})
+}
+
+// eachLine calls fn with the number and the text of each line of r that
+// holds more than a '#' comment, the comment cut off and the spaces
+// trimmed, until fn returns an error, which eachLine returns. A read error
+// (a line longer than 64 KiB, say) names the file and the line.
+func eachLine(name string, r io.Reader, fn func(line int, text string) error) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	line := 0
 	for sc.Scan() {
 		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		fields := strings.Fields(text)
-		if len(fields) == 0 {
+		text, _, _ := strings.Cut(sc.Text(), "#")
+		text = strings.TrimSpace(text)
+		if text == "" {
 			continue
 		}
-		if err := add(fields[0]); err != nil {
-			r.Skipped = append(r.Skipped, LineError{File: name, Line: line, Value: fields[0], Err: err})
+		if err := fn(line, text); err != nil {
+			return err
 		}
 	}
 	if err := sc.Err(); err != nil {

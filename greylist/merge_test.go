@@ -1,8 +1,6 @@
 package greylist
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 )
@@ -119,52 +117,4 @@ func TestLifetimeAgreesWithStep(t *testing.T) {
 	if l := p.Lifetime(gone, t0.Add(p.MaxAge+time.Second)); l > 0 {
 		t.Errorf("Lifetime of a record past max-age = %v, want <= 0", l)
 	}
-}
-
-// MergeRecord writes the merge only when it adds something, with the
-// lifetime the policy gives the merged record.
-func TestEngineMergeRecord(t *testing.T) {
-	p := Policy{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxAge: 35 * 24 * time.Hour}
-	e, clock, store := newTestEngine(t, Config{Policy: p})
-	ctx := context.Background()
-	now := clock.Now()
-	const key = "t:192.0.2.0/24 a@example.org b@example.net"
-	learned := &Record{State: Passed, First: now.Add(-time.Hour), Last: now.Add(-time.Minute), Count: 3}
-	store.Put(ctx, key, learned, p.Lifetime(learned, now))
-
-	for _, c := range []struct {
-		name  string
-		rec   *Record
-		wrote bool
-		want  *Record
-	}{
-		{"a first attempt does not undo a pass", &Record{State: Pending, First: now.Add(-2 * time.Hour), Last: now.Add(-2 * time.Hour), Count: 1}, false, learned},
-		{"an older pass adds nothing", &Record{State: Passed, First: now.Add(-time.Hour), Last: now.Add(-time.Hour), Count: 1}, false, learned},
-		{"an earlier first sighting is kept", &Record{State: Passed, First: now.Add(-30 * 24 * time.Hour), Last: now.Add(-20 * 24 * time.Hour), Count: 1}, true,
-			&Record{State: Passed, First: now.Add(-30 * 24 * time.Hour), Last: now.Add(-time.Minute), Count: 3}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			wrote, err := e.MergeRecord(ctx, key, c.rec)
-			if err != nil || wrote != c.wrote {
-				t.Fatalf("MergeRecord = %v, %v; want %v", wrote, err, c.wrote)
-			}
-			got, expires, err := store.Get(ctx, key)
-			if err != nil || !sameRecord(got, c.want) {
-				t.Fatalf("stored %s, %v; want %s", fmtRecord(got), err, fmtRecord(c.want))
-			}
-			if want := now.Add(p.Lifetime(c.want, now)); !expires.Equal(want) {
-				t.Errorf("expires %v, want %v", expires, want)
-			}
-		})
-	}
-	t.Run("a record past max-age is not written", func(t *testing.T) {
-		gone := &Record{State: Passed, First: now.Add(-40 * 24 * time.Hour), Last: now.Add(-36 * 24 * time.Hour), Count: 1}
-		const other = "t:198.51.100.0/24 a@example.org b@example.net"
-		if wrote, err := e.MergeRecord(ctx, other, gone); err != nil || wrote {
-			t.Errorf("MergeRecord = %v, %v; want nothing written", wrote, err)
-		}
-		if _, _, err := store.Get(ctx, other); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Get: %v, want not found", err)
-		}
-	})
 }

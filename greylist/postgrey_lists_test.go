@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // The lists Debian's postgrey package installs (e2e/install-deps.sh

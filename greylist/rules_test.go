@@ -1,4 +1,4 @@
-package greylist
+package greylist_test
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/envelope"
+
+	. "github.com/milter-grey/milter-grey/greylist"
 )
 
 // Rule 1, alone: which recipients pass without a look at the store, in
@@ -41,7 +43,7 @@ func TestExemption(t *testing.T) {
 		{"nothing matches", msg("192.0.2.1", "", ""), "bob@example.org", outcome{}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d, ok := exemption(l, c.m, c.rcptKey)
+			d, ok := Exemption(l, c.m, c.rcptKey)
 			if ok != c.exempt || outcomeOf(d) != c.want {
 				t.Errorf("exemption = %+v, %v; want %+v, %v", outcomeOf(d), ok, c.want, c.exempt)
 			}
@@ -83,7 +85,7 @@ func TestDKIMProof(t *testing.T) {
 			"", false, false, "pass d=example.com aligned=no"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			proven, note := dkimProof(c.ev, envelope.Parse(c.sender), c.strict)
+			proven, note := DKIMProof(c.ev, envelope.Parse(c.sender), c.strict)
 			if proven != c.proven || note != c.note {
 				t.Errorf("dkimProof = %v, %q; want %v, %q", proven, note, c.proven, c.note)
 			}

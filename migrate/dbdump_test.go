@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 // A Berkeley DB file written by db_load (Debian's db-util, as Postgrey's

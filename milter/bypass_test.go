@@ -25,8 +25,8 @@ import (
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
-	"github.com/milter-grey/milter-grey/internal/testdns"
-	"github.com/milter-grey/milter-grey/internal/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testdns"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
 )
 
 // The admin's file, verbatim: "example.com OK" and comments.

@@ -16,7 +16,15 @@ type trackingListener struct {
 	idle time.Duration
 	// slots bounds the open connections (nil: no bound). Accept waits for
 	// a free slot, so a flood of connections queues in the kernel instead
-	// of exhausting descriptors and memory.
+	// of exhausting descriptors and memory; Close ends that wait.
+	//
+	// golang.org/x/net/netutil.LimitListener does the same, but its
+	// connections free their slot in their own Close, apart from the
+	// bookkeeping here. Kept in one place, a slot is freed only after its
+	// connection has left the open count, so OpenSessions (a metric) never
+	// exceeds max_sessions; and a connection refused because it arrived as
+	// the listener closed gives its slot back on the same path, which a
+	// test checks (len(slots)) rather than trusting a wrapper's internals.
 	slots chan struct{}
 
 	mu        sync.Mutex

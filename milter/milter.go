@@ -4,6 +4,12 @@
 // greylist.Message per transaction, each recipient decided at its stage),
 // and the engine's decisions into SMTP replies, headers and log lines. It
 // holds no policy: which recipient passes is the engine's rule.
+//
+// What it works around in go-milter is in docs/libraries.md: a final
+// reply replaces the session object (so sessions never send one), there
+// is no DATA callback, nothing is called when the MTA drops a connection
+// mid-message, and the server has no idle deadline, session bound or
+// graceful shutdown (conn.go's listener adds them).
 package milter
 
 import (
@@ -103,7 +109,7 @@ func NewServer(cfg Config) (*Server, error) {
 
 // newSession is go-milter's NewMilter, called right after Accept for the
 // connection just accepted. go-milter also calls it after every final
-// response, which would lose the connection's state (LIBRARIES.md G1);
+// response, which would lose the connection's state (docs/libraries.md);
 // sessions therefore never give a final response: see keep.
 func (s *Server) newSession(tc *trackedConn) gomilter.Milter {
 	sess := &session{srv: s}
@@ -132,7 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		},
 		Actions: gomilter.OptAddHeader,
 		// No unknown-command events: go-milter closes the session on
-		// SMFIC_UNKNOWN (LIBRARIES.md G3). Header values keep the space
+		// SMFIC_UNKNOWN (docs/libraries.md). Header values keep the space
 		// after the colon, so DKIM's simple header canonicalization
 		// sees each field exactly as sent.
 		Protocol: gomilter.OptNoUnknown | gomilter.OptHeaderLeadingSpace,

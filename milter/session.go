@@ -20,7 +20,7 @@ import (
 // keep wraps a final response (accept) so that go-milter sends it but keeps
 // the session object: go-milter replaces the object after any response
 // whose Continue() is false, and with it the connection's client address,
-// HELO and the next message's context (LIBRARIES.md G1).
+// HELO and the next message's context (docs/libraries.md).
 type keep struct{ r gomilter.Response }
 
 func (k keep) Response() *gomilter.Message { return k.r.Response() }
@@ -34,12 +34,11 @@ type session struct {
 	srv *Server
 
 	// Connection.
-	ip         netip.Addr
-	name       string // forward-confirmed client name, or ""
-	hostArg    string // the name as the MTA gave it, for logs
-	helo       string
-	clientID   string // address for logs
-	stackGrown bool   // growStack has run on this connection's goroutine
+	ip       netip.Addr
+	name     string // forward-confirmed client name, or ""
+	hostArg  string // the name as the MTA gave it, for logs
+	helo     string
+	clientID string // address for logs
 
 	// Message; reset by MailFrom, Abort and end of message.
 	msg      greylist.Message
@@ -95,10 +94,6 @@ func (s *session) connClosed() { s.resetMessage() }
 // connect on the same milter connection, with the presented client: each
 // connect therefore starts from scratch.
 func (s *session) Connect(host, family string, port uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
-	if !s.stackGrown {
-		growStack()
-		s.stackGrown = true
-	}
 	s.helo = ""
 	s.hostArg = host
 	s.ip = clientAddr(family, addr, host, m.Macros)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
-	"github.com/milter-grey/milter-grey/internal/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
 )
 
 // clock is a settable clock shared by the engine and the test.
@@ -115,7 +115,7 @@ func (f *fixture) connect(t *testing.T, family gomilter.ProtoFamily, host, addr 
 	c := gomilter.NewClientWithOptions("tcp", f.addr, gomilter.ClientOptions{
 		ReadTimeout:  5 * time.Second,
 		WriteTimeout: 5 * time.Second,
-		// A subset of what go-milter's server offers (LIBRARIES.md G4).
+		// A subset of what go-milter's server offers (docs/libraries.md).
 		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader,
 	})
 	s, err := c.Session()

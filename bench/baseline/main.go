@@ -1,5 +1,5 @@
 // Command baseline serves the bare in-memory greylisting milter of
-// internal/baseline, the reference milter-grey is measured against by
+// bench/internal/baseline, the reference milter-grey is measured against by
 // bench/run.sh. It listens on loopback or a unix socket only and stops on
 // SIGTERM or SIGINT.
 //
@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/baseline"
-	"github.com/milter-grey/milter-grey/internal/loadgen"
+	"github.com/milter-grey/milter-grey/bench/internal/baseline"
+	"github.com/milter-grey/milter-grey/bench/internal/loadgen"
 )
 
 func main() {

@@ -5,7 +5,7 @@
 // network and the normalised sender and recipient, with the daemon's
 // default masks and recipient delimiter unless told otherwise), and
 // writes an evenly spread sample of them to -known-out, the known-triplets
-// file that milter-grey-load -known-file reads.
+// file that bench/load -known-file reads.
 //
 // Triplets come in envelopes of -rcpts recipients (one client and sender);
 // the same -seed gives the same triplets. Each record is a passed triplet
@@ -28,10 +28,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/milter-grey/milter-grey/bench/internal/loadgen"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 	"github.com/milter-grey/milter-grey/greylist/redisstore"
-	"github.com/milter-grey/milter-grey/internal/loadgen"
 )
 
 const maxTriplets = 100_000_000
@@ -44,7 +44,7 @@ func main() {
 		rcpts      = flag.Int("rcpts", 10, "recipients per envelope (client and sender)")
 		workers    = flag.Int("workers", 16, "parallel writers")
 		sample     = flag.Int("sample", 50_000, "triplets to write to -known-out")
-		knownOut   = flag.String("known-out", "", "write a sample of the triplets to `file` (milter-grey-load -known-file)")
+		knownOut   = flag.String("known-out", "", "write a sample of the triplets to `file` (bench/load -known-file)")
 		seed       = flag.Uint64("seed", 7, "random seed")
 		ipv6       = flag.Float64("ipv6", 0.2, "fraction of IPv6 clients")
 		v4         = flag.String("ipv4-prefixes", "198.18.0.0/15", "IPv4 client prefixes")

@@ -19,6 +19,7 @@ import (
 	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/redisstore"
+	"github.com/milter-grey/milter-grey/internal/redact"
 	"github.com/milter-grey/milter-grey/metrics"
 	"github.com/milter-grey/milter-grey/milter"
 )
@@ -316,7 +317,7 @@ func logStarted(log *slog.Logger, c *config.Config, lists *greylist.Lists) {
 	if adminName == "" {
 		adminName = "off"
 	}
-	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", config.RedactStore(c.Store),
+	log.Info("milter-grey started", "version", version(), "listen", c.Listen, "store", redact.URL(c.Store),
 		"delay", c.Delay.String(), "config", cfgName,
 		"trusted", lists.Trusted.Len(), "whitelist_clients", lists.Clients.Len(),
 		"whitelist_recipients", lists.Recipients.Len(), "bypass_senders", bypassLen(lists),

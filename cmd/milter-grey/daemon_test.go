@@ -15,7 +15,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
-	"github.com/milter-grey/milter-grey/internal/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
 )
 
 // testDaemon is a daemon started on a configuration file in a temporary
@@ -91,7 +91,7 @@ func (td *testDaemon) session(t *testing.T) *gomilter.ClientSession {
 	c := gomilter.NewClientWithOptions(td.network, td.addr, gomilter.ClientOptions{
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 10 * time.Second,
-		// A subset of what go-milter's server offers (LIBRARIES.md G4).
+		// A subset of what go-milter's server offers (docs/libraries.md).
 		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader,
 	})
 	s, err := c.Session()

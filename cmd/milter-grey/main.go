@@ -34,6 +34,7 @@ import (
 	"runtime/debug"
 
 	"github.com/milter-grey/milter-grey/config"
+	"github.com/milter-grey/milter-grey/internal/redact"
 )
 
 func main() {
@@ -369,7 +370,7 @@ func runCopyStore(o *options, _ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "milter-grey: %v (%d records copied)\n", err, n)
 		return 1
 	}
-	fmt.Fprintf(stdout, "copied %d records from %s to %s\n", n, config.RedactStore(src), config.RedactStore(o.to))
+	fmt.Fprintf(stdout, "copied %d records from %s to %s\n", n, redact.URL(src), redact.URL(o.to))
 	return 0
 }
 

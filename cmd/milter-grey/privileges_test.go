@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/config"
-	"github.com/milter-grey/milter-grey/internal/testci"
-	"github.com/milter-grey/milter-grey/internal/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testci"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
 )
 
 // The unprivileged account of these tests: Debian's nobody:nogroup.

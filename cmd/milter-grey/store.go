@@ -12,6 +12,7 @@ import (
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 	"github.com/milter-grey/milter-grey/greylist/redisstore"
+	"github.com/milter-grey/milter-grey/internal/redact"
 )
 
 // openStore opens the store a specification names: Redis for a URL, else
@@ -40,16 +41,16 @@ func copyStore(c *config.Config, from, to string, log *slog.Logger) (int, error)
 	}
 	src, err := openStore(from, c, log)
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w (a Badger directory can only be opened while milter-grey is stopped)", config.RedactStore(from), err)
+		return 0, fmt.Errorf("open %s: %w (a Badger directory can only be opened while milter-grey is stopped)", redact.URL(from), err)
 	}
 	defer src.Close()
 	dst, err := openStore(to, c, log)
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", config.RedactStore(to), err)
+		return 0, fmt.Errorf("open %s: %w", redact.URL(to), err)
 	}
 	n, err := greylist.Copy(context.Background(), dst, src, time.Now)
 	if cerr := dst.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", config.RedactStore(to), cerr)
+		err = fmt.Errorf("close %s: %w", redact.URL(to), cerr)
 	}
 	return n, err
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/internal/testredis"
+	"github.com/milter-grey/milter-grey/testutil/testredis"
 )
 
 // A site moving from one host (Badger) to several (Redis), and back, keeps

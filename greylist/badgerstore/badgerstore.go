@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/milter-grey/milter-grey/internal/keylock"
 )
 
 // Options configures Open. The zero value is a sensible default.
@@ -55,7 +57,15 @@ type Store struct {
 	dir string
 	log *slog.Logger // nil: discard
 
-	locks *keyLocks // serialise the writers of a key
+	// locks serialises the writers of a key within the process: Update,
+	// Put and Delete. Badger allows one process per directory, so these
+	// locks see every writer, and an Update's read and write need no
+	// read-write transaction (see Update). Badger's own optimistic
+	// transactions would instead fail N-1 of N concurrent
+	// read-modify-writes of a key and retry them: measured, 32 goroutines
+	// × 50 increments of one key on 2 CPUs, 600–800 conflicts and 25 ms
+	// without locks, none and 13 ms with them.
+	locks *keylock.Locks
 
 	writableUntil atomic.Int64 // Unix ns: when the last check that the directory takes writes expires (space.go)
 
@@ -93,7 +103,7 @@ func open(dir string, opts Options, gcEvery time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, openError(dir, err)
 	}
-	s := &Store{db: db, dir: dir, log: opts.Logger, locks: newKeyLocks(), stop: make(chan struct{})}
+	s := &Store{db: db, dir: dir, log: opts.Logger, locks: keylock.New(), stop: make(chan struct{})}
 	// In memory there is no value log to collect (RunValueLogGC says so).
 	if !opts.InMemory {
 		s.wg.Go(func() { s.gcLoop(gcEvery) })

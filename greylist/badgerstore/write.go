@@ -21,11 +21,10 @@ func (s *Store) Put(ctx context.Context, key string, rec *greylist.Record, ttl t
 	if err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
-	unlock := s.locks.lock(key)
-	defer unlock()
-	if err := ctx.Err(); err != nil { // it may have waited for the lock
+	if err := s.locks.Lock(ctx, key); err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
+	defer s.locks.Unlock(key)
 	if err := s.write(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
 		return fmt.Errorf("badgerstore: put %q: %w", key, err)
 	}
@@ -37,11 +36,10 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
-	unlock := s.locks.lock(key)
-	defer unlock()
-	if err := ctx.Err(); err != nil { // it may have waited for the lock
+	if err := s.locks.Lock(ctx, key); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
+	defer s.locks.Unlock(key)
 	if err := s.write(func(txn *badger.Txn) error { return txn.Delete([]byte(key)) }); err != nil {
 		return fmt.Errorf("badgerstore: delete %q: %w", key, err)
 	}
@@ -50,7 +48,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Update reads key in a read-only transaction, calls fn, and writes its
 // result, if any, in a write-only one. Every writer of a key (Update, Put,
-// Delete) holds the key's lock (see keyLocks) and Badger allows one process
+// Delete) holds the key's lock (Store.locks) and Badger allows one process
 // per directory, so nothing can change the key between the read and the
 // write: no read-write transaction, no conflict detection and no retry are
 // needed. Most decisions write nothing (a known triplet seen within the
@@ -63,8 +61,10 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("badgerstore: update %q: %w", key, err)
 	}
-	unlock := s.locks.lock(key)
-	defer unlock()
+	if err := s.locks.Lock(ctx, key); err != nil {
+		return fmt.Errorf("badgerstore: update %q: %w", key, err)
+	}
+	defer s.locks.Unlock(key)
 	k := []byte(key)
 	var next *greylist.Record
 	var ttl time.Duration

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/internal/testredis"
+	"github.com/milter-grey/milter-grey/testutil/testredis"
 )
 
 // BenchmarkUpdateNoWrite measures what Decide costs for a known triplet

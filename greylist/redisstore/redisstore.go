@@ -87,6 +87,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/milter-grey/milter-grey/greylist"
+	"github.com/milter-grey/milter-grey/internal/keylock"
 )
 
 // Defaults for the zero fields of Options.
@@ -153,8 +154,14 @@ type Store struct {
 	url     string // redacted, for messages
 
 	// locks serialises Updates of a key within the process; nil turns
-	// that off (tests, to put the compare-and-set alone under load).
-	locks *keyLocks
+	// that off (tests, to put the compare-and-set alone under load). The
+	// compare-and-set is optimistic: of N concurrent read-modify-writes of
+	// a key one write succeeds and N-1 start over, so a burst of
+	// deliveries of one triplet (a message to many recipients of one
+	// domain, say) would cost N²/2 round trips. With the lock the process
+	// sends one update at a time per key, and conflicts come only from
+	// other hosts (and Put).
+	locks *keylock.Locks
 
 	// noSetNXGet is set once the server has refused SET … NX GET: Updates
 	// then start with a GET.
@@ -190,7 +197,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 			"dial_timeout", *cfg.knobs.dialTimeout, "read_timeout", *cfg.knobs.readTimeout,
 			"pool_size", *cfg.knobs.poolSize)
 	}
-	return &Store{rdb: rdb, cluster: cluster, prefix: prefix, url: cfg.redacted, locks: newKeyLocks(), log: opts.Logger}, nil
+	return &Store{rdb: rdb, cluster: cluster, prefix: prefix, url: cfg.redacted, locks: keylock.New(), log: opts.Logger}, nil
 }
 
 // hint explains the errors an admin meets when setting up the URL.

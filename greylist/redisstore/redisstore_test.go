@@ -17,7 +17,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/storetest"
-	"github.com/milter-grey/milter-grey/internal/testredis"
+	"github.com/milter-grey/milter-grey/testutil/testredis"
 )
 
 // relaxed gives opts timeouts a loaded test machine (-race, parallel

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/milter-grey/milter-grey/internal/redact"
 )
 
 // Modes of connection, as Open logs them.
@@ -21,7 +23,7 @@ const (
 // clientConfig is a parsed URL: go-redis options for one of the modes.
 type clientConfig struct {
 	mode     string
-	redacted string // the URL with passwords masked
+	redacted string // the URL with passwords masked (redact.URL)
 
 	server   *redis.Options         // modeServer
 	failover *redis.FailoverOptions // modeSentinel
@@ -37,7 +39,7 @@ func parseURL(rawURL string) (*clientConfig, error) {
 	if err != nil {
 		return nil, malformed(rawURL, err)
 	}
-	cfg := &clientConfig{redacted: redact(u)}
+	cfg := &clientConfig{redacted: redact.URL(rawURL)}
 	fail := func(format string, args ...any) (*clientConfig, error) {
 		return nil, fmt.Errorf("redisstore: open %s: "+format, append([]any{cfg.redacted}, args...)...)
 	}
@@ -118,9 +120,9 @@ func parseURL(rawURL string) (*clientConfig, error) {
 // malformed reports a URL that net/url cannot parse. url.Parse's error
 // quotes the whole URL, and its inner error may quote a piece of it (a
 // password with an unescaped '/' or '#' ends up in the "port"), so the
-// details are shown only for a URL without userinfo or password=.
+// details are shown only for a URL that cannot hold a password.
 func malformed(rawURL string, err error) error {
-	if strings.Contains(rawURL, "@") || strings.Contains(strings.ToLower(rawURL), "password") {
+	if redact.URL(rawURL) == redact.Hidden {
 		return errors.New("redisstore: open: malformed URL (not shown, it may hold a password; " +
 			"characters such as / # ? @ % in a password must be percent-encoded)")
 	}
@@ -129,17 +131,6 @@ func malformed(rawURL string, err error) error {
 		err = ue.Err
 	}
 	return fmt.Errorf("redisstore: open %q: malformed URL: %w", rawURL, err)
-}
-
-// redact returns u with the password of its userinfo and of a password=
-// query parameter (Sentinel's master password) masked.
-func redact(u *url.URL) string {
-	r := *u
-	if q := r.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		r.RawQuery = q.Encode()
-	}
-	return r.Redacted()
 }
 
 // newClient returns the go-redis client for the mode, and the same client

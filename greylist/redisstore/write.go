@@ -85,11 +85,10 @@ func (s *Store) Update(ctx context.Context, key string, fn greylist.UpdateFunc) 
 		return fmt.Errorf("redisstore: update %q: %w", key, err)
 	}
 	if s.locks != nil {
-		unlock, err := s.locks.lock(ctx, key)
-		if err != nil {
+		if err := s.locks.Lock(ctx, key); err != nil {
 			return fmt.Errorf("redisstore: update %q: %w", key, err)
 		}
-		defer unlock()
+		defer s.locks.Unlock(key)
 	}
 	k := s.prefix + key
 	// read is true when old and had already hold the key's value, read by

@@ -21,8 +21,8 @@ import (
 
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/storetest"
-	"github.com/milter-grey/milter-grey/internal/testlog"
-	"github.com/milter-grey/milter-grey/internal/testredis"
+	"github.com/milter-grey/milter-grey/testutil/testlog"
+	"github.com/milter-grey/milter-grey/testutil/testredis"
 )
 
 // commandLog is a go-redis hook that records the data commands a Store

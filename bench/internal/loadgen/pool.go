@@ -198,7 +198,7 @@ func ReadKnown(rd io.Reader) ([]Envelope, error) {
 // WriteKnown writes envelopes in the format ReadKnown reads.
 func WriteKnown(w io.Writer, envs []Envelope) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintln(bw, "# milter-grey-load known triplets: CLIENT SENDER RCPT; consecutive lines of one client and sender are one envelope")
+	fmt.Fprintln(bw, "# bench/load known triplets: CLIENT SENDER RCPT; consecutive lines of one client and sender are one envelope")
 	for _, e := range envs {
 		for _, r := range e.Rcpts {
 			fmt.Fprintf(bw, "%s %s %s\n", e.Client, e.Sender, r)

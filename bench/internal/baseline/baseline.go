@@ -7,8 +7,10 @@
 // or early triplet with the same 451 reply code at RCPT, accepts a message
 // at its first header when it has nothing to add, adds X-Greylist at end of
 // message when a recipient was retried, and keeps go-milter's session
-// object across final replies the same way (LIBRARIES.md G1). The
-// difference between the two is milter-grey's own work. Benchmarks only.
+// object across final replies the same way (docs/libraries.md). The
+// difference between the two is milter-grey's own work. It is benchmark
+// tooling (bench/internal/): bench/baseline serves it, bench/milterbench
+// measures against it; the daemon never imports it.
 package baseline
 
 import (

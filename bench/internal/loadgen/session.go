@@ -13,7 +13,7 @@ import (
 )
 
 // Macros as Postfix 3.7 sends them with its default milter_*_macros
-// (LIBRARIES.md §1): empty macros are not sent, {auth_*} only after SASL,
+// (docs/libraries.md): empty macros are not sent, {auth_*} only after SASL,
 // and the queue ID i only once the queue file is open, that is from the
 // first recipient after one was accepted.
 const (
@@ -133,9 +133,9 @@ func newWorker(cfg *Config, network, address string, seed uint64, id int) *worke
 			ReadTimeout:  cfg.Timeout,
 			WriteTimeout: cfg.Timeout,
 			// go-milter servers answer protocol version 2; the client
-			// only downgrades for masks within version 2's (LIBRARIES.md
-			// G4). Postfix offers more; what matters is that the milter
-			// asks for nothing beyond it.
+			// only downgrades for masks within version 2's
+			// (docs/libraries.md). Postfix offers more; what matters is
+			// that the milter asks for nothing beyond it.
 			ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
 		}),
 		r: rand.New(rand.NewPCG(seed, uint64(id))),

@@ -13,6 +13,8 @@
 // the CI environment variable is "true", so CI cannot silently lose the
 // integration tests. If the test binary is killed (a -timeout panic) the
 // cleanup does not run and the server outlives it; it holds no data.
+//
+// It is a test helper (testutil/): only tests import it.
 package testredis
 
 import (
@@ -33,7 +35,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/testci"
+	"github.com/milter-grey/milter-grey/testutil/testci"
 )
 
 const (

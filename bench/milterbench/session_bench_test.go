@@ -1,15 +1,11 @@
-package milter
+package milterbench
 
-// Benchmarks of the milter round trip, through go-milter's client to a
-// Server on loopback wired as cmd/milter-grey wires it with the bench
-// configuration: defaults (auto-whitelist 5, X-Greylist header), Badger
-// on disk, one decision log line per recipient to a file, no SPF
-// (key_by_spf_domain = false). bench/run.sh runs them; for profiles:
+// To profile the daemon's side of a benchmark:
 //
 //	go test -run '^$' -bench 'Session/milter-grey/rcpts=10' -benchtime 20000x \
-//	    -cpuprofile cpu.out -memprofile mem.out ./milter/
-//	go tool pprof -top -tagfocus side=server milter.test cpu.out   # the daemon's side only
-//	go tool pprof -top -sample_index alloc_space -focus HandleMilterCommands milter.test mem.out
+//	    -cpuprofile cpu.out -memprofile mem.out ./bench/milterbench/
+//	go tool pprof -top -tagfocus side=server milterbench.test cpu.out   # the daemon's side only
+//	go tool pprof -top -sample_index alloc_space -focus HandleMilterCommands milterbench.test mem.out
 //
 // The server's goroutines (go-milter's per connection, Badger's) carry
 // the pprof label side=server, the load generator's side=client.
@@ -27,10 +23,11 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/milter-grey/milter-grey/bench/internal/baseline"
+	"github.com/milter-grey/milter-grey/bench/internal/loadgen"
 	"github.com/milter-grey/milter-grey/greylist"
 	"github.com/milter-grey/milter-grey/greylist/badgerstore"
-	"github.com/milter-grey/milter-grey/internal/baseline"
-	"github.com/milter-grey/milter-grey/internal/loadgen"
+	"github.com/milter-grey/milter-grey/milter"
 )
 
 // benchDelay is the greylisting delay of the benchmarks' servers: short,
@@ -75,7 +72,7 @@ func benchServe(b *testing.B, bare bool) string {
 			}
 		}
 		engine.SetLists(l)
-		srv, err := NewServer(Config{Engine: engine, AddHeader: true, Hostname: "bench.test", Log: log})
+		srv, err := milter.NewServer(milter.Config{Engine: engine, AddHeader: true, Hostname: "bench.test", Log: log})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,7 +93,7 @@ func benchServe(b *testing.B, bare bool) string {
 // as bench/run.sh's load does: 16 in flight, half the recipients new and
 // half known. One op is one session; decisions/s and the RCPT latency
 // quantiles are reported as extra metrics. "baseline" is the bare
-// in-memory milter of internal/baseline, the stack's limit.
+// in-memory milter of bench/internal/baseline, the stack's limit.
 func BenchmarkSession(b *testing.B) {
 	for _, impl := range []string{"baseline", "milter-grey"} {
 		for _, rcpts := range []int{1, 10} {

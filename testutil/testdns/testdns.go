@@ -6,6 +6,8 @@
 // for names it does not know and NODATA for known names without records of
 // the queried type. Its Mode injects faults: no answer at all (timeouts),
 // SERVFAIL, slow answers and malformed packets.
+//
+// It is a test helper (testutil/): only tests import it.
 package testdns
 
 import (
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/milter-grey/milter-grey/internal/ctxconn"
 )
 
 // Mode selects how the server answers. The zero value is Normal.
@@ -179,46 +183,9 @@ func (s *Server) Resolver() *net.Resolver {
 			if err != nil {
 				return nil, err
 			}
-			return closeOnDone(ctx, c), nil
+			return ctxconn.CloseOnDone(ctx, c), nil
 		},
 	}
-}
-
-// closeOnDone closes c when ctx is done: Go's resolver honours a lookup's
-// context only through the connection deadline, so a cancelled lookup would
-// otherwise wait for the per-try timeout.
-//
-// The wrapper of a UDP connection must still be a net.PacketConn: the
-// resolver uses datagram framing only for those, and would otherwise send
-// TCP-style length-prefixed messages over UDP.
-func closeOnDone(ctx context.Context, c net.Conn) net.Conn {
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	if uc, ok := c.(*net.UDPConn); ok {
-		return &stopPacketConn{UDPConn: uc, stop: stop}
-	}
-	return &stopConn{Conn: c, stop: stop}
-}
-
-// stopConn releases its context watch when closed.
-type stopConn struct {
-	net.Conn
-	stop func() bool
-}
-
-func (c *stopConn) Close() error {
-	c.stop()
-	return c.Conn.Close()
-}
-
-// stopPacketConn is stopConn for UDP, keeping the net.PacketConn methods.
-type stopPacketConn struct {
-	*net.UDPConn
-	stop func() bool
-}
-
-func (c *stopPacketConn) Close() error {
-	c.stop()
-	return c.UDPConn.Close()
 }
 
 // Queries returns the number of DNS messages received so far (answered or

@@ -1,5 +1,6 @@
 // Package testlog is a log sink for tests: a buffer that the goroutines of
-// a server under test may write to while the test reads it.
+// a server under test may write to while the test reads it. It is a test
+// helper (testutil/): only tests import it.
 package testlog
 
 import (

@@ -1,7 +1,8 @@
 // Package testci decides what a test does when a real component it drives
 // (Postfix, redis-server, root, a system user) is missing: skip on a
 // developer's machine, fail under CI=true, where .ci/run installs every
-// prerequisite on purpose and a missing one is a broken set-up.
+// prerequisite on purpose and a missing one is a broken set-up. It is a
+// test helper (testutil/): only tests import it.
 package testci
 
 import (

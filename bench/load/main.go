@@ -1,4 +1,4 @@
-// Command milter-grey-load loads a milter as Postfix would, to measure it:
+// Command load (bench/load) loads a milter as Postfix would, to measure it:
 // concurrent SMTP sessions over the milter protocol (one connection each:
 // option negotiation, connect, HELO, MAIL, RCPTs, then abort when every
 // recipient was greylisted, or the message's headers, body and end of
@@ -22,9 +22,9 @@
 //
 // Usage:
 //
-//	milter-grey-load -addr inet:127.0.0.1:10091 -c 16 -d 10s -rcpts 1 -new 0.5
-//	milter-grey-load -addr inet:127.0.0.1:10091 -warmup-only
-//	milter-grey-load -addr inet:127.0.0.1:10091 -wait-ready
+//	go run ./bench/load -addr inet:127.0.0.1:10091 -c 16 -d 10s -rcpts 1 -new 0.5
+//	go run ./bench/load -addr inet:127.0.0.1:10091 -warmup-only
+//	go run ./bench/load -addr inet:127.0.0.1:10091 -wait-ready
 package main
 
 import (
@@ -40,7 +40,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/milter-grey/milter-grey/internal/loadgen"
+	"github.com/milter-grey/milter-grey/bench/internal/loadgen"
 )
 
 func main() {
@@ -48,7 +48,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("milter-grey-load", flag.ContinueOnError)
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		addr       = fs.String("addr", "inet:127.0.0.1:10091", "milter `socket`: inet:HOST:PORT (loopback only) or unix:/path")
@@ -83,11 +83,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "milter-grey-load: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "load: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "milter-grey-load: %v\n", err)
+		fmt.Fprintf(stderr, "load: %v\n", err)
 		return 1
 	}
 	if *waitReady {
@@ -160,7 +160,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if len(envs) == 0 && cfg.NewFraction < 1 {
-		fmt.Fprintln(stderr, "milter-grey-load: no known triplets: every triplet is new")
+		fmt.Fprintln(stderr, "load: no known triplets: every triplet is new")
 	}
 
 	rep, err := loadgen.Run(ctx, cfg, envs)

@@ -4,7 +4,7 @@
 // decisions per second, the latency of each RCPT round trip and the count
 // of each reply. It speaks through go-milter's client and only to
 // loopback addresses or unix sockets. It is a tool for benchmarks
-// (cmd/milter-grey-load, bench/run.sh), not part of the daemon.
+// (bench/load, bench/milterbench, bench/run.sh), not part of the daemon.
 package loadgen
 
 import (
@@ -144,23 +144,13 @@ type Report struct {
 	Loadgen ProcStats  `json:"loadgen"`
 }
 
-// collector gathers the workers' results.
+// collector gathers the workers' results: the sum of their shares.
 type collector struct {
-	mu          sync.Mutex
-	hist        Histogram
-	sessions    uint64
-	rcptReplies map[string]uint64
-	endReplies  map[string]uint64
-	knownGrey   uint64
-	newPassed   uint64
-	errors      uint64
-	errorsBy    map[string]uint64
-	errSamples  []string
+	mu sync.Mutex
+	local
 }
 
-func newCollector() *collector {
-	return &collector{rcptReplies: map[string]uint64{}, endReplies: map[string]uint64{}, errorsBy: map[string]uint64{}}
-}
+func newCollector() *collector { return &collector{local: *newLocal()} }
 
 // local is one worker's share, merged once at the end.
 type local struct {
@@ -173,6 +163,10 @@ type local struct {
 	errors      uint64
 	errorsBy    map[string]uint64
 	errSamples  []string
+}
+
+func newLocal() *local {
+	return &local{rcptReplies: map[string]uint64{}, endReplies: map[string]uint64{}, errorsBy: map[string]uint64{}}
 }
 
 func (l *local) add(res *sessionResult, winStart, winEnd time.Time) {
@@ -270,7 +264,7 @@ func Run(ctx context.Context, cfg Config, known []Envelope) (*Report, error) {
 	for id := range cfg.Concurrency {
 		wg.Go(func() {
 			w := newWorker(&cfg, network, address, cfg.Seed, id)
-			l := &local{rcptReplies: map[string]uint64{}, endReplies: map[string]uint64{}, errorsBy: map[string]uint64{}}
+			l := newLocal()
 			defer col.merge(l)
 			for ctx.Err() == nil {
 				if cfg.Sessions > 0 {
