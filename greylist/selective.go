@@ -140,7 +140,7 @@ type clientSignals struct {
 	dnsbl       string // the blocklist zone that lists the client, or ""
 	dnsFailure  bool   // a DNS list or SPF could not be asked
 	spf         auth.Result
-	spfProven   bool // a pass from a record that is not wide open
+	spfProven   bool   // a pass from a record that is not wide open
 	name        string // the forward-confirmed name, or ""
 	dynamicName string // the dynamic-name pattern the name matches, or ""
 }
