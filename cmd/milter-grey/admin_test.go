@@ -280,7 +280,12 @@ func TestMetricsCountTheDecisionsMade(t *testing.T) {
 		`milter_grey_store_up 1`,
 		`milter_grey_sessions_open `,
 		`milter_grey_never_retried_total 0`,
-		`milter_grey_store_operations_total{op="update",result="ok"} 4`,
+		// Under greylist = "suspicious" a new triplet is stepped twice,
+		// once to learn it is new (nothing written) and once to write it
+		// as greylisted or passed: 2 new × 2 + 2 early × 1.
+		`milter_grey_store_operations_total{op="update",result="ok"} 6`,
+		// The new ones needed SPF, which DNS could not answer.
+		`milter_grey_triggers_total{action="greylist",trigger="dns-failure"} 2`,
 		`milter_grey_build_info{goversion="`,
 		`milter_grey_dns_seconds_count `,
 		`milter_grey_store_operation_seconds_bucket{op="update",le="`,
