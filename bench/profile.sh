@@ -41,6 +41,7 @@ cat >"$OUT/milter-grey.toml" <<EOF
 listen = "inet:127.0.0.1:$PORT"
 store = "$OUT/db"
 delay = "1s"
+greylist = "everyone"
 key_by_spf_domain = false
 hostname = "bench.test"
 EOF
