@@ -4,13 +4,10 @@
 // sockets) under several policies, and prints for each who is delayed, by
 // how much, and which spam gets in:
 //
-//	go run ./bench/deliverability [-messages 100000] [-mailboxes 1000] [-seed 1] [-whatif]
+//	go run ./bench/deliverability [-messages 100000] [-mailboxes 1000] [-seed 1]
 //
 // (make bench-deliverability). The same flags always print the same
-// tables. -whatif adds a policy the engine has no setting for: a sender
-// without SPF record as a trigger of the suspicious scope, emulated by
-// the fake SPF answering softfail for none and neutral (nothing but the
-// triggers looks at a result that is not a pass).
+// tables.
 //
 // # The replay
 //

@@ -21,13 +21,8 @@ func main() {
 	flag.DurationVar(&sizes.Warmup, "warmup", sizes.Warmup, "history simulated before the measured period, not counted")
 	flag.Uint64Var(&sizes.Seed, "seed", sizes.Seed, "random seed: the same seed gives the same table")
 	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "policies replayed at once")
-	what := flag.Bool("whatif", false, "also replay a policy the engine has no setting for: SPF none as a trigger")
 	flag.Parse()
-	ps := policies()
-	if *what {
-		ps = append(ps, whatIf())
-	}
-	if err := run(context.Background(), os.Stdout, sizes, ps, *parallel); err != nil {
+	if err := run(context.Background(), os.Stdout, sizes, policies(), *parallel); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-deliverability: %v\n", err)
 		os.Exit(1)
 	}

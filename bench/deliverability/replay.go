@@ -23,12 +23,6 @@ type policy struct {
 	domainKeys bool
 	// dnsbl: a DNS blocklist is configured (none is by default).
 	dnsbl bool
-	// spfNoneTrigger is a what-if, not a setting of the engine: a sender
-	// without an SPF record (or with a neutral one) counts as a trigger,
-	// as fail and softfail do. The fake SPF answers softfail for none and
-	// neutral, which changes nothing else: neither keys nor trust use an
-	// SPF result that is not a pass.
-	spfNoneTrigger bool
 }
 
 // policies are the configurations the report compares: greylisting
@@ -46,12 +40,6 @@ func policies() []policy {
 	}
 }
 
-// whatIf is a policy the engine cannot be configured for, replayed on
-// request (-whatif) to see whether it would be worth having.
-func whatIf() policy {
-	return policy{name: "what-if: suspicious +trust, SPF none a trigger", scope: greylist.Suspicious, trust: true, spfNoneTrigger: true}
-}
-
 // config is the engine configuration of p in world w, on clock now.
 func (p policy) config(w *world, now func() time.Time) greylist.Config {
 	trust := 0
@@ -64,7 +52,7 @@ func (p policy) config(w *world, now func() time.Time) greylist.Config {
 		AutoWhitelist:        greylist.DefaultAutoWhitelist,
 		DomainTrust:          trust,
 		Scope:                p.scope,
-		SPF:                  spfChecker{w: w, now: now, noneFails: p.spfNoneTrigger},
+		SPF:                  spfChecker{w: w, now: now},
 		Now:                  now,
 	}
 	if p.dnsbl {
