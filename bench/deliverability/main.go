@@ -61,13 +61,17 @@ the last recipient (spam: of the first) of the delayed messages; accepted: legit
 every recipient, spam by at least one. Every policy keys triplets by the SPF-proven domain
 (key_by_spf_domain) and auto-whitelists a client network after 5 passes. "everyone" greylists
 every new triplet, as before selective greylisting and domain trust: the targets compare with it.
-+trust: learned domain trust after 3 passes (domain_trust); +domain keys: a proven sender's key
-drops its local part (spf_key_drops_local_part); +DNSBL: a DNS blocklist (dnsbl_zones).`)
+"suspicious" greylists a new triplet only when a trigger holds. +trust: learned domain trust after
+3 passes (domain_trust); (default): the shipped configuration; +DNSBL: a DNS blocklist
+(dnsbl_zones); without spf-unproven: greylist_triggers without it; +domain keys: a proven
+sender's key drops its local part (spf_key_drops_local_part).`)
 	fmt.Fprintln(w)
 	for _, r := range results {
 		writeTable(w, r)
 	}
+	writeSummary(w, results)
 	writeTargets(w, results)
+	writeTrust(w, results)
 	writeSnowshoe(w, results)
 	fmt.Fprintf(w, "(%d policies replayed in %s)\n", len(ps), time.Since(began).Round(100*time.Millisecond))
 	return nil
