@@ -92,6 +92,9 @@ type outcome struct {
 	// trustedDomain: the envelope sender's domain was a trusted domain
 	// at the first attempt (whether or not SPF proved it).
 	trustedDomain bool
+	// passReason is the reason of the first recipient's pass, "" when
+	// none passed.
+	passReason greylist.Reason
 }
 
 // replay runs the scenario through a real engine on store under policy p,
@@ -151,7 +154,7 @@ func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) (
 			switch d.Action {
 			case greylist.Pass:
 				if out.accepted == 0 {
-					out.first = now
+					out.first, out.passReason = now, d.Reason
 				}
 				out.accepted++
 				out.last = now

@@ -22,6 +22,8 @@ type stats struct {
 	// trustedDomain: messages whose envelope sender's domain was trusted
 	// at their first attempt.
 	trustedDomain int
+	// passReasons: of the accepted spam, the reason of the first pass.
+	passReasons map[greylist.Reason]int
 }
 
 func (s *stats) add(o outcome, rcpts int, legitimate bool, at time.Time) {
@@ -34,6 +36,12 @@ func (s *stats) add(o outcome, rcpts int, legitimate bool, at time.Time) {
 	}
 	if ok {
 		s.accepted++
+		if !legitimate {
+			if s.passReasons == nil {
+				s.passReasons = make(map[greylist.Reason]int)
+			}
+			s.passReasons[o.passReason]++
+		}
 	}
 	if o.trustedDomain {
 		s.trustedDomain++
@@ -118,7 +126,33 @@ func writeTable(w io.Writer, r *result) {
 	}
 	row("**all legitimate**", &r.legit)
 	row("**all bots**", &r.bots)
-	fmt.Fprintf(w, "\nLegitimate messages delayed, by the trigger of their first 451: %s.\n\n", triggers(&r.legit))
+	fmt.Fprintf(w, "\nLegitimate messages delayed, by the trigger of their first 451: %s.\n", triggers(&r.legit))
+	fmt.Fprintf(w, "Spam accepted, by the reason of its first pass: %s; %s; %s.\n\n",
+		passReasons("bots", &r.bots), passReasons(DKIMReplay.String(), &r.classes[DKIMReplay]),
+		passReasons(Snowshoe.String(), &r.classes[Snowshoe]))
+}
+
+// passReasons lists, after name, the reasons the accepted messages of a
+// row first passed, most first.
+func passReasons(name string, s *stats) string {
+	if s.accepted == 0 {
+		return name + ": none"
+	}
+	return name + ": " + counts(s.passReasons, func(r greylist.Reason) string { return string(r) })
+}
+
+// counts lists the keys of m with their counts, most first, each named by
+// name.
+func counts[K ~string](m map[K]int, name func(K) string) string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b K) int {
+		return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b))
+	})
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", name(k), m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // triggers lists the triggers of a row's delayed messages, most first.
@@ -126,19 +160,12 @@ func triggers(s *stats) string {
 	if s.delayed == 0 {
 		return "none delayed"
 	}
-	keys := slices.Collect(maps.Keys(s.triggers))
-	slices.SortFunc(keys, func(a, b greylist.Trigger) int {
-		return cmp.Or(cmp.Compare(s.triggers[b], s.triggers[a]), cmp.Compare(a, b))
-	})
-	var parts []string
-	for _, k := range keys {
-		name := string(k)
-		if name == "" {
-			name = "no trigger (new triplet, or retried too early)"
+	return counts(s.triggers, func(t greylist.Trigger) string {
+		if t == "" {
+			return "no trigger (new triplet, or retried too early)"
 		}
-		parts = append(parts, fmt.Sprintf("%s %d", name, s.triggers[k]))
-	}
-	return strings.Join(parts, ", ")
+		return string(t)
+	})
 }
 
 // writeSummary writes the headline figures of every policy, one row

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/milter-grey/milter-grey/config"
 	"github.com/milter-grey/milter-grey/greylist"
@@ -112,5 +113,37 @@ func TestWriteTrust(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "+DNSBL") {
 		t.Errorf("a row for a policy without its counterpart:\n%s", out.String())
+	}
+}
+
+// TestStatsAdd: a legitimate message counts as accepted when every
+// recipient is, spam when one is; the delay runs to the last recipient's
+// acceptance for legitimate mail, to the first's for spam; accepted spam
+// counts by the reason of its first pass.
+func TestStatsAdd(t *testing.T) {
+	at := t0
+	partly := outcome{accepted: 1, greylisted: true, first: at.Add(time.Minute), last: at.Add(9 * time.Minute),
+		passReason: greylist.ReasonAutoWhitelist, trustedDomain: true}
+	var legit, spam stats
+	legit.add(partly, 2, true, at)
+	spam.add(partly, 2, false, at)
+	spam.add(outcome{greylisted: true, trigger: greylist.TriggerSPFFail}, 1, false, at)
+	spam.add(outcome{accepted: 1, first: at, last: at, passReason: greylist.ReasonNotSuspicious}, 1, false, at)
+
+	if legit.accepted != 0 || legit.delayed != 1 || len(legit.delays) != 0 || legit.passReasons != nil {
+		t.Errorf("legitimate, one of two recipients accepted: %+v, want delayed, not accepted, no delay, no reasons", legit)
+	}
+	if spam.messages != 3 || spam.accepted != 2 || spam.delayed != 2 || spam.trustedDomain != 1 {
+		t.Errorf("spam: %d messages, %d accepted, %d delayed, %d of a trusted domain; want 3, 2, 2, 1",
+			spam.messages, spam.accepted, spam.delayed, spam.trustedDomain)
+	}
+	if len(spam.delays) != 1 || spam.delays[0] != time.Minute {
+		t.Errorf("spam delays %v, want [1m0s]: to the first acceptance", spam.delays)
+	}
+	if got, want := passReasons("spam", &spam), "spam: auto-whitelist 1, not-suspicious 1"; got != want {
+		t.Errorf("passReasons = %q, want %q", got, want)
+	}
+	if got, want := triggers(&spam), "no trigger (new triplet, or retried too early) 1, spf-fail 1"; got != want {
+		t.Errorf("triggers = %q, want %q", got, want)
 	}
 }
