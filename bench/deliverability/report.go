@@ -246,7 +246,11 @@ func writeTrust(w io.Writer, rs []*result) {
 	fmt.Fprintln(w, `
 DKIM replay of a trusted domain: the share of replayed messages whose
 envelope domain was trusted when they came. Trust is used only when SPF
-proves the domain for the client, and DKIM never earns or uses it.`)
+proves the domain for the client, and DKIM never earns or uses it. Under
+"suspicious", a sender SPF proves is greylisted only when a trigger catches
+its client (no FCrDNS, a dynamic name, a failed blocklist lookup), and only
+such senders can earn trust and be spared by it; those SPF does not prove
+(no record, fail, softfail, temperror) it cannot vouch for.`)
 	fmt.Fprintln(w)
 }
 
