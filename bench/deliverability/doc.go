@@ -1,7 +1,7 @@
 // Command deliverability replays a synthetic but realistic month of a
 // site's inbound SMTP attempts through the real greylisting engine
-// (greylist.New on an in-memory Badger store, with a fake clock and no
-// sockets) under several policies, and prints for each who is delayed, by
+// (greylist.New on a map-backed store, testutil/memstore, whose records
+// expire on the same fake clock; no sockets) under several policies, and prints for each who is delayed, by
 // how much, and which spam gets in:
 //
 //	go run ./bench/deliverability [-messages 100000] [-mailboxes 1000] [-seed 1]
@@ -151,8 +151,5 @@
 // are decided after the envelope) and the bypass list. Only the bypass
 // list reads DKIM, so a replayed message is modelled by its envelope and
 // its client alone: neither the triggers nor domain trust look at its
-// signature. The Badger store's records expire on the wall clock, not the
-// fake one: the state machine checks a triplet's age itself, but a
-// client's auto-whitelist record and a domain's trust record, once earned,
-// stay valid through a run.
+// signature.
 package main

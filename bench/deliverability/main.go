@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"time"
-
-	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 )
 
 func main() {
@@ -77,14 +75,9 @@ sender's key drops its local part (spf_key_drops_local_part).`)
 	return nil
 }
 
-// runPolicy replays sc under p on a fresh in-memory Badger store.
+// runPolicy replays sc under p.
 func runPolicy(ctx context.Context, sc *scenario, p policy) (*result, error) {
-	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true})
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: open store: %w", p.name, err)
-	}
-	defer store.Close()
-	outs, err := replay(ctx, sc, p, store)
+	outs, err := replay(ctx, sc, p)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", p.name, err)
 	}

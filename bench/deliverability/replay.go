@@ -10,6 +10,7 @@ import (
 
 	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
+	"github.com/milter-grey/milter-grey/testutil/memstore"
 )
 
 // policy is an engine configuration under test. Every policy keys
@@ -97,15 +98,17 @@ type outcome struct {
 	passReason greylist.Reason
 }
 
-// replay runs the scenario through a real engine on store under policy p,
-// with a fake clock and no sockets, and returns each message's outcome.
+// replay runs the scenario through a real engine under policy p, on a
+// fresh in-memory store whose records expire on the same fake clock, with
+// no sockets, and returns each message's outcome.
 // It plays the senders' MTAs: each attempt is a transaction deciding its
 // recipients at RCPT TO; the recipients refused with 451 stay queued and
 // are tried again on the sender's retry schedule, from the server its
 // pool picks; accepted ones are delivered.
-func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) ([]outcome, error) {
+func replay(ctx context.Context, sc *scenario, p policy) ([]outcome, error) {
 	var now time.Time
 	clock := func() time.Time { return now }
+	store := memstore.New(clock)
 	eng := greylist.New(store, p.config(&sc.world, clock))
 	eng.SetLists(&greylist.Lists{DynamicNames: greylist.DefaultNamePatterns()})
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 )
 
 // The scripted scenarios below have figures worked out by hand from the
@@ -261,12 +260,7 @@ func replayed(t *testing.T, sc *scenario, p policy) *result {
 
 func replayOutcomes(t *testing.T, sc *scenario, p policy) []outcome {
 	t.Helper()
-	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	outs, err := replay(context.Background(), sc, p, store)
+	outs, err := replay(context.Background(), sc, p)
 	if err != nil {
 		t.Fatal(err)
 	}
