@@ -111,8 +111,9 @@ bench:
 profile:
 	bash bench/profile.sh
 
-# Who greylisting delays and which spam it keeps out, per policy: a
-# synthetic month of mail replayed through the engine with a fake clock
-# (bench/deliverability; DELIVERABILITY_FLAGS="-messages 20000 -seed 2").
+# Who greylisting delays and which spam it keeps out, per policy, against
+# the targets of the default and of domain trust: a synthetic month of mail
+# replayed through the engine with a fake clock (bench/deliverability;
+# DELIVERABILITY_FLAGS="-messages 20000 -mailboxes 300 -seed 2").
 bench-deliverability:
 	$(GO) run ./bench/deliverability $(DELIVERABILITY_FLAGS)

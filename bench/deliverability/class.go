@@ -11,6 +11,7 @@ const (
 	MailingList
 	ResidentialBot
 	HostedBot
+	DKIMReplay
 	Snowshoe
 	numClasses
 )
@@ -31,6 +32,8 @@ func (c Class) String() string {
 		return "bots, residential"
 	case HostedBot:
 		return "bots, hosted"
+	case DKIMReplay:
+		return "bots, DKIM replay"
 	case Snowshoe:
 		return "snowshoe spam"
 	}
@@ -42,11 +45,11 @@ func (c Class) Legitimate() bool { return c < ResidentialBot }
 
 // Bot reports whether the class is botnet spam (sent by spamware, not by
 // an MTA with a queue).
-func (c Class) Bot() bool { return c == ResidentialBot || c == HostedBot }
+func (c Class) Bot() bool { return c == ResidentialBot || c == HostedBot || c == DKIMReplay }
 
 // share is the class's part of the messages a site receives: an assumed
 // mix for a small organisation's MX, where a bit under half of the
-// transactions are spam.
+// transactions are spam, 30 % of them from bots.
 func (c Class) share() float64 {
 	switch c {
 	case BigProvider:
@@ -60,9 +63,11 @@ func (c Class) share() float64 {
 	case MailingList:
 		return 0.07
 	case ResidentialBot:
-		return 0.285
+		return 0.265
 	case HostedBot:
 		return 0.015
+	case DKIMReplay:
+		return 0.02
 	case Snowshoe:
 		return 0.12
 	}

@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"time"
-
-	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 )
 
 func main() {
@@ -21,13 +19,8 @@ func main() {
 	flag.DurationVar(&sizes.Warmup, "warmup", sizes.Warmup, "history simulated before the measured period, not counted")
 	flag.Uint64Var(&sizes.Seed, "seed", sizes.Seed, "random seed: the same seed gives the same table")
 	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "policies replayed at once")
-	what := flag.Bool("whatif", false, "also replay a policy the engine has no setting for: SPF none as a trigger")
 	flag.Parse()
-	ps := policies()
-	if *what {
-		ps = append(ps, whatIf())
-	}
-	if err := run(context.Background(), os.Stdout, sizes, ps, *parallel); err != nil {
+	if err := run(context.Background(), os.Stdout, sizes, policies(), *parallel); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-deliverability: %v\n", err)
 		os.Exit(1)
 	}
@@ -66,26 +59,25 @@ the last recipient (spam: of the first) of the delayed messages; accepted: legit
 every recipient, spam by at least one. Every policy keys triplets by the SPF-proven domain
 (key_by_spf_domain) and auto-whitelists a client network after 5 passes. "everyone" greylists
 every new triplet, as before selective greylisting and domain trust: the targets compare with it.
-+trust: learned domain trust after 3 passes (domain_trust); +domain keys: a proven sender's key
-drops its local part (spf_key_drops_local_part); +DNSBL: a DNS blocklist (dnsbl_zones).`)
+"suspicious" greylists a new triplet only when a trigger holds. +trust: learned domain trust after
+3 passes (domain_trust); (default): the shipped configuration; +DNSBL: a DNS blocklist
+(dnsbl_zones); without spf-unproven: greylist_triggers without it; +domain keys: a proven
+sender's key drops its local part (spf_key_drops_local_part).`)
 	fmt.Fprintln(w)
 	for _, r := range results {
 		writeTable(w, r)
 	}
+	writeSummary(w, results)
 	writeTargets(w, results)
+	writeTrust(w, results)
 	writeSnowshoe(w, results)
 	fmt.Fprintf(w, "(%d policies replayed in %s)\n", len(ps), time.Since(began).Round(100*time.Millisecond))
 	return nil
 }
 
-// runPolicy replays sc under p on a fresh in-memory Badger store.
+// runPolicy replays sc under p.
 func runPolicy(ctx context.Context, sc *scenario, p policy) (*result, error) {
-	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true})
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: open store: %w", p.name, err)
-	}
-	defer store.Close()
-	outs, err := replay(ctx, sc, p, store)
+	outs, err := replay(ctx, sc, p)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", p.name, err)
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/milter-grey/milter-grey/envelope"
 	"github.com/milter-grey/milter-grey/greylist"
+	"github.com/milter-grey/milter-grey/testutil/memstore"
 )
 
 // policy is an engine configuration under test. Every policy keys
@@ -17,39 +19,41 @@ import (
 type policy struct {
 	name  string
 	scope greylist.Scope
+	// triggers are the triggers of the suspicious scope (zero: all).
+	triggers greylist.Triggers
 	// trust: learned domain trust after 3 passes (domain_trust).
 	trust bool
 	// domainKeys: SPFKeyDropsLocalPart.
 	domainKeys bool
 	// dnsbl: a DNS blocklist is configured (none is by default).
 	dnsbl bool
-	// spfNoneTrigger is a what-if, not a setting of the engine: a sender
-	// without an SPF record (or with a neutral one) counts as a trigger,
-	// as fail and softfail do. The fake SPF answers softfail for none and
-	// neutral, which changes nothing else: neither keys nor trust use an
-	// SPF result that is not a pass.
-	spfNoneTrigger bool
+	// shipped: the configuration milter-grey ships (greylist =
+	// "suspicious", domain_trust = 3), the one the targets are for.
+	shipped bool
 }
 
 // policies are the configurations the report compares: greylisting
 // everyone as milter-grey did before selective greylisting and domain
-// trust came (the baseline the targets compare with), then one setting
-// added at a time.
+// trust came (the baseline the targets compare with), each scope with and
+// without trust, then the shipped default with one setting changed.
 func policies() []policy {
+	sus := greylist.Suspicious
 	return []policy{
 		{name: "everyone"},
 		{name: "everyone +trust", trust: true},
-		{name: "everyone +trust +domain keys", trust: true, domainKeys: true},
-		{name: "suspicious +trust", scope: greylist.Suspicious, trust: true},
-		{name: "suspicious +trust +domain keys", scope: greylist.Suspicious, trust: true, domainKeys: true},
-		{name: "suspicious +trust +domain keys +DNSBL", scope: greylist.Suspicious, trust: true, domainKeys: true, dnsbl: true},
+		{name: "suspicious", scope: sus},
+		{name: "suspicious +trust (default)", scope: sus, trust: true, shipped: true},
+		{name: "suspicious +trust +DNSBL", scope: sus, trust: true, dnsbl: true},
+		{name: "suspicious +trust, without spf-unproven", scope: sus, trust: true,
+			triggers: greylist.AllTriggers &^ greylist.UseSPFUnproven},
+		{name: "suspicious +trust +domain keys", scope: sus, trust: true, domainKeys: true},
 	}
 }
 
-// whatIf is a policy the engine cannot be configured for, replayed on
-// request (-whatif) to see whether it would be worth having.
-func whatIf() policy {
-	return policy{name: "what-if: suspicious +trust, SPF none a trigger", scope: greylist.Suspicious, trust: true, spfNoneTrigger: true}
+// sameButTrust reports whether p and q have the same settings, except perhaps
+// domain trust.
+func (p policy) sameButTrust(q policy) bool {
+	return p.scope == q.scope && p.triggers == q.triggers && p.domainKeys == q.domainKeys && p.dnsbl == q.dnsbl
 }
 
 // config is the engine configuration of p in world w, on clock now.
@@ -64,7 +68,8 @@ func (p policy) config(w *world, now func() time.Time) greylist.Config {
 		AutoWhitelist:        greylist.DefaultAutoWhitelist,
 		DomainTrust:          trust,
 		Scope:                p.scope,
-		SPF:                  spfChecker{w: w, now: now, noneFails: p.spfNoneTrigger},
+		Triggers:             p.triggers,
+		SPF:                  spfChecker{w: w, now: now},
 		Now:                  now,
 	}
 	if p.dnsbl {
@@ -85,17 +90,25 @@ type outcome struct {
 	// trigger is the trigger of the first 451, "" when none named one
 	// (the everyone scope, or a retry that came too early).
 	trigger greylist.Trigger
+	// trustedDomain: the envelope sender's domain was a trusted domain
+	// at the first attempt (whether or not SPF proved it).
+	trustedDomain bool
+	// passReason is the reason of the first recipient's pass, "" when
+	// none passed.
+	passReason greylist.Reason
 }
 
-// replay runs the scenario through a real engine on store under policy p,
-// with a fake clock and no sockets, and returns each message's outcome.
+// replay runs the scenario through a real engine under policy p, on a
+// fresh in-memory store whose records expire on the same fake clock, with
+// no sockets, and returns each message's outcome.
 // It plays the senders' MTAs: each attempt is a transaction deciding its
 // recipients at RCPT TO; the recipients refused with 451 stay queued and
 // are tried again on the sender's retry schedule, from the server its
 // pool picks; accepted ones are delivered.
-func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) ([]outcome, error) {
+func replay(ctx context.Context, sc *scenario, p policy) ([]outcome, error) {
 	var now time.Time
 	clock := func() time.Time { return now }
+	store := memstore.New(clock)
 	eng := greylist.New(store, p.config(&sc.world, clock))
 	eng.SetLists(&greylist.Lists{DynamicNames: greylist.DefaultNamePatterns()})
 
@@ -125,6 +138,13 @@ func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) (
 			for _, r := range msg.rcpts {
 				q.pending = append(q.pending, envelope.Parse(r))
 			}
+			if p.trust {
+				trusted, err := domainTrusted(ctx, eng, store, envelope.Parse(msg.from).LowerDomain())
+				if err != nil {
+					return nil, fmt.Errorf("message %d from %s: %w", a.msg, msg.from, err)
+				}
+				out.trustedDomain = trusted
+			}
 		} else if msg.sender.rotate && len(msg.sender.hosts) > 1 {
 			// A pool retries from another of its servers.
 			q.host = (q.host + 1 + q.rng.IntN(len(msg.sender.hosts)-1)) % len(msg.sender.hosts)
@@ -137,7 +157,7 @@ func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) (
 			switch d.Action {
 			case greylist.Pass:
 				if out.accepted == 0 {
-					out.first = now
+					out.first, out.passReason = now, d.Reason
 				}
 				out.accepted++
 				out.last = now
@@ -164,6 +184,19 @@ func replay(ctx context.Context, sc *scenario, p policy, store greylist.Store) (
 		heap.Push(&retries, attempt{at: now.Add(wait), msg: a.msg, n: a.n + 1})
 	}
 	return outs, nil
+}
+
+// domainTrusted reports whether domain's trust record in store makes it a
+// trusted domain, reading only.
+func domainTrusted(ctx context.Context, eng *greylist.Engine, store greylist.Store, domain string) (bool, error) {
+	rec, _, err := store.Get(ctx, greylist.DomainKey(domain))
+	switch {
+	case errors.Is(err, greylist.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("trust record of %s: %w", domain, err)
+	}
+	return eng.DomainTrusted(rec), nil
 }
 
 // attempt is one delivery attempt of a message: n is 1 for the first.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/milter-grey/milter-grey/auth"
 	"github.com/milter-grey/milter-grey/greylist"
-	"github.com/milter-grey/milter-grey/greylist/badgerstore"
 )
 
 // The scripted scenarios below have figures worked out by hand from the
@@ -65,6 +64,18 @@ func TestReplayTwoSenders(t *testing.T) {
 		// FCrDNS, SPF pass, not listed: no trigger, passed at once.
 		checkRow(t, "provider", &r.classes[BigProvider], row{messages: 2, delayed: 0, accepted: 2})
 		checkRow(t, "bot", &r.classes[ResidentialBot], row{messages: 1, delayed: 1, accepted: 0})
+		// forged.test publishes no SPF record: spf-unproven comes before
+		// no-fcrdns.
+		if n := r.bots.triggers[greylist.TriggerSPFUnproven]; n != 1 {
+			t.Errorf("bot messages delayed by spf-unproven = %d, want 1 (triggers %v)", n, r.bots.triggers)
+		}
+	})
+	t.Run("suspicious without spf-unproven", func(t *testing.T) {
+		r := replayed(t, sc, policy{name: "suspicious", scope: greylist.Suspicious,
+			triggers: greylist.AllTriggers &^ greylist.UseSPFUnproven})
+		checkRow(t, "provider", &r.classes[BigProvider], row{messages: 2, delayed: 0, accepted: 2})
+		checkRow(t, "bot", &r.classes[ResidentialBot], row{messages: 1, delayed: 1, accepted: 0})
+		// The next trigger in line: the bot's address has no name.
 		if n := r.bots.triggers[greylist.TriggerNoFCrDNS]; n != 1 {
 			t.Errorf("bot messages delayed by no-fcrdns = %d, want 1 (triggers %v)", n, r.bots.triggers)
 		}
@@ -94,6 +105,55 @@ func TestReplayDomainTrust(t *testing.T) {
 	// domain, and erin's message passes at once.
 	r = replayed(t, sc, policy{name: "everyone +trust", trust: true})
 	checkRow(t, "with trust", &r.classes[BigProvider], row{messages: 4, delayed: 3, accepted: 4, median: 8 * time.Minute})
+}
+
+// TestReplayDKIMReplay: a small organisation's server without FCrDNS (a
+// trigger of the suspicious scope too) earns its domain's trust; a bot
+// then re-sends a message of that domain, with its envelope, from an
+// address the domain's SPF does not authorise. SPF fails, so the trust
+// does not apply: the replay is greylisted and, never retried, not
+// accepted, with trust as without. The domain's next message from its
+// own server passes at once, so it was trusted.
+func TestReplayDKIMReplay(t *testing.T) {
+	w := newWorld()
+	w.spf["org.test"] = &spfRecord{pass: []netip.Prefix{netip.MustParsePrefix("10.4.1.1/32")}, other: auth.ResultFail}
+	server := &sender{hosts: []host{{ip: netip.MustParseAddr("10.4.1.1")}}, retry: fixedRetry{6 * time.Minute}}
+	bot := &sender{hosts: []host{{ip: netip.MustParseAddr("100.64.0.9")}}, retry: noRetry{}}
+	msg := func(c Class, at time.Duration, s *sender, rcpt string) message {
+		return message{class: c, at: t0.Add(at), from: "ann@org.test", rcpts: []string{rcpt}, sender: s}
+	}
+	sc := &scenario{
+		world: w,
+		msgs: []message{
+			msg(SelfHosted, 0, server, "bob@dest.test"),
+			msg(SelfHosted, 3*time.Hour, server, "carol@dest.test"),
+			msg(SelfHosted, 25*time.Hour, server, "dave@dest.test"),
+			msg(DKIMReplay, 26*time.Hour, bot, "erin@dest.test"),
+			msg(SelfHosted, 27*time.Hour, server, "frank@dest.test"),
+		},
+		from: t0, to: t0.Add(2 * day), seed: 1,
+	}
+	for _, scope := range []greylist.Scope{greylist.Everyone, greylist.Suspicious} {
+		t.Run(scope.String(), func(t *testing.T) {
+			// Without trust, each new recipient waits for the retry at 6m.
+			r := replayed(t, sc, policy{name: scope.String(), scope: scope})
+			checkRow(t, "server, without trust", &r.classes[SelfHosted], row{messages: 4, delayed: 4, accepted: 4, median: 6 * time.Minute})
+			checkRow(t, "replay, without trust", &r.classes[DKIMReplay], row{messages: 1, delayed: 1, accepted: 0})
+			// With trust, the passes at 0h06, 3h06 and 25h06 trust
+			// org.test: frank's message passes at once, erin's replay
+			// does not.
+			r = replayed(t, sc, policy{name: scope.String() + " +trust", scope: scope, trust: true})
+			checkRow(t, "server, with trust", &r.classes[SelfHosted], row{messages: 4, delayed: 3, accepted: 4, median: 6 * time.Minute})
+			replay := &r.classes[DKIMReplay]
+			checkRow(t, "replay, with trust", replay, row{messages: 1, delayed: 1, accepted: 0})
+			if replay.trustedDomain != 1 {
+				t.Errorf("replays of a trusted domain = %d, want 1", replay.trustedDomain)
+			}
+			if scope == greylist.Suspicious && replay.triggers[greylist.TriggerSPFFail] != 1 {
+				t.Errorf("replay triggers = %v, want spf-fail", replay.triggers)
+			}
+		})
+	}
 }
 
 // TestReplayTokenSender: a proven sender whose local part is a fresh token
@@ -200,23 +260,19 @@ func replayed(t *testing.T, sc *scenario, p policy) *result {
 
 func replayOutcomes(t *testing.T, sc *scenario, p policy) []outcome {
 	t.Helper()
-	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	outs, err := replay(context.Background(), sc, p, store)
+	outs, err := replay(context.Background(), sc, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return outs
 }
 
-// TestRunWritesEveryPolicy: the report has a table and a targets row for
-// each policy replayed, and refuses sizes it cannot build from.
+// TestRunWritesEveryPolicy: the report has a table and a summary row for
+// each policy replayed, the default's targets and the trust comparison,
+// and refuses sizes it cannot build from.
 func TestRunWritesEveryPolicy(t *testing.T) {
 	sizes := Sizes{Messages: 1000, Mailboxes: 30, Period: 3 * day, Warmup: day, Seed: 2}
-	ps := append(policies(), whatIf())
+	ps := policies()
 	var out strings.Builder
 	if err := run(context.Background(), &out, sizes, ps, 2); err != nil {
 		t.Fatal(err)
@@ -226,7 +282,13 @@ func TestRunWritesEveryPolicy(t *testing.T) {
 			t.Errorf("no table for %s", p.name)
 		}
 		if !strings.Contains(out.String(), "| "+p.name+" | ") {
-			t.Errorf("no targets row for %s", p.name)
+			t.Errorf("no summary row for %s", p.name)
+		}
+	}
+	for _, want := range []string{"### Summary\n", "### Targets of the default (suspicious +trust (default))\n",
+		"### Learned domain trust: each scope with and without it\n", "### Snowshoe trade-off\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q", want)
 		}
 	}
 	sizes.Mailboxes = 3

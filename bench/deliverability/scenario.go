@@ -106,6 +106,7 @@ func generate(sizes Sizes) *scenario {
 	g.mailingLists(g.count(MailingList))
 	g.residentialBots(g.count(ResidentialBot))
 	g.hostedBots(g.count(HostedBot))
+	g.dkimReplay(g.count(DKIMReplay))
 	g.snowshoe(g.count(Snowshoe))
 
 	slices.SortStableFunc(g.msgs, func(a, b message) int { return a.at.Compare(b.at) })

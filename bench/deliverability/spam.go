@@ -14,29 +14,13 @@ import (
 // residentialBots: spamware on infected home computers, talking SMTP
 // directly from residential addresses.
 func (g *generator) residentialBots(n int) {
-	residential := netip.MustParsePrefix("100.64.0.0/10")
 	bots := make([]*sender, max(20, n/3))
 	for i := range bots {
-		ip := g.addrIn(residential)
-		h := host{ip: ip}
-		switch r := g.rng.Float64(); {
-		case r < 0.55: // no PTR, or one that does not resolve back
-		case r < 0.97:
-			h.name = dynamicName(g.rng, ip)
-		default: // a name that says nothing of what the address is
-			h.name = fmt.Sprintf("%s%d.%s.example", word(g.rng), g.rng.IntN(100), word(g.rng))
-		}
-		if g.rng.Float64() < 0.70 {
-			g.w.listed[ip] = true
-		}
-		bots[i] = &sender{hosts: []host{h}, retry: g.spamware(0.25)}
+		bots[i] = &sender{hosts: []host{g.residentialHost()}, retry: g.spamware(0.25)}
 	}
 	for _, t := range g.times(n) {
 		b := pick(g.rng, bots)
-		rcpts := 1
-		if g.rng.Float64() < 0.3 {
-			rcpts = 2 + g.rng.IntN(4)
-		}
+		rcpts := g.botRecipients()
 		g.add(ResidentialBot, t, g.forged(), b.hosts[0].name, g.someMailboxes(rcpts), b)
 	}
 }
@@ -46,20 +30,7 @@ func (g *generator) residentialBots(n int) {
 func (g *generator) hostedBots(n int) {
 	bots := make([]*sender, max(10, n/4))
 	for i := range bots {
-		ip := g.addrIn(g.net24In(pick(g.rng, g.hosting)))
-		name := ""
-		switch r := g.rng.Float64(); {
-		case r < 0.4:
-			name = fmt.Sprintf("srv%d.%s-hosting.example", g.rng.IntN(10000), word(g.rng))
-		case r < 0.7:
-			name = fmt.Sprintf("vps%d.%s.example", g.rng.IntN(10000), word(g.rng))
-		default:
-			name = fmt.Sprintf("www.%s-shop.example", word(g.rng))
-		}
-		if g.rng.Float64() < 0.60 {
-			g.w.listed[ip] = true
-		}
-		bots[i] = &sender{hosts: []host{{ip: ip, name: name}}, retry: g.spamware(0.2)}
+		bots[i] = &sender{hosts: []host{g.hostedHost()}, retry: g.spamware(0.2)}
 	}
 	for _, t := range g.times(n) {
 		b := pick(g.rng, bots)
@@ -69,6 +40,75 @@ func (g *generator) hostedBots(n int) {
 		}
 		g.add(HostedBot, t, from, b.hosts[0].name, []string{g.mailbox()}, b)
 	}
+}
+
+// dkimReplay: bots re-sending a message signed by a big provider's
+// consumer domain, which an account there got signed, with that domain as
+// envelope sender, from residential (70 %) and hosted (30 %) addresses
+// its SPF record does not authorise: SPF fails, DKIM would pass. Nothing
+// in the engine's trust or triggers reads DKIM, so the signature is not
+// modelled beyond the envelope it comes with.
+func (g *generator) dkimReplay(n int) {
+	bots := make([]*sender, max(10, n/3))
+	for i := range bots {
+		if g.rng.Float64() < 0.7 {
+			bots[i] = &sender{hosts: []host{g.residentialHost()}, retry: g.spamware(0.25)}
+		} else {
+			bots[i] = &sender{hosts: []host{g.hostedHost()}, retry: g.spamware(0.2)}
+		}
+	}
+	for _, t := range g.times(n) {
+		b := pick(g.rng, bots)
+		rcpts := g.botRecipients()
+		from := person(g.rng) + "@" + g.provider().domain
+		g.add(DKIMReplay, t, from, b.hosts[0].name, g.someMailboxes(rcpts), b)
+	}
+}
+
+// residentialHost makes up an infected home computer: mostly without a
+// name or with a dynamic one, mostly listed.
+func (g *generator) residentialHost() host {
+	ip := g.addrIn(netip.MustParsePrefix("100.64.0.0/10"))
+	h := host{ip: ip}
+	switch r := g.rng.Float64(); {
+	case r < 0.55: // no PTR, or one that does not resolve back
+	case r < 0.97:
+		h.name = dynamicName(g.rng, ip)
+	default: // a name that says nothing of what the address is
+		h.name = fmt.Sprintf("%s%d.%s.example", word(g.rng), g.rng.IntN(100), word(g.rng))
+	}
+	if g.rng.Float64() < 0.70 {
+		g.w.listed[ip] = true
+	}
+	return h
+}
+
+// hostedHost makes up a compromised web server at a hosting provider:
+// a forward-confirmed, plain name; listed more often than not.
+func (g *generator) hostedHost() host {
+	ip := g.addrIn(g.net24In(pick(g.rng, g.hosting)))
+	name := ""
+	switch r := g.rng.Float64(); {
+	case r < 0.4:
+		name = fmt.Sprintf("srv%d.%s-hosting.example", g.rng.IntN(10000), word(g.rng))
+	case r < 0.7:
+		name = fmt.Sprintf("vps%d.%s.example", g.rng.IntN(10000), word(g.rng))
+	default:
+		name = fmt.Sprintf("www.%s-shop.example", word(g.rng))
+	}
+	if g.rng.Float64() < 0.60 {
+		g.w.listed[ip] = true
+	}
+	return host{ip: ip, name: name}
+}
+
+// botRecipients draws the number of the site's recipients of a bot's
+// transaction.
+func (g *generator) botRecipients() int {
+	if g.rng.Float64() < 0.3 {
+		return 2 + g.rng.IntN(4)
+	}
+	return 1
 }
 
 // spamware draws a bot's behaviour after a 4xx: most never retry; the

@@ -58,19 +58,9 @@ const dnsblZone = "dnsbl.test"
 type spfChecker struct {
 	w   *world
 	now func() time.Time
-	// noneFails answers softfail for none and neutral (a what-if policy).
-	noneFails bool
 }
 
 func (c spfChecker) Check(_ context.Context, ip netip.Addr, helo string, from envelope.Address) auth.SPFResult {
-	r := c.check(ip, helo, from)
-	if c.noneFails && (r.Result == auth.ResultNone || r.Result == auth.ResultNeutral) {
-		r.Result = auth.ResultSoftFail
-	}
-	return r
-}
-
-func (c spfChecker) check(ip netip.Addr, helo string, from envelope.Address) auth.SPFResult {
 	domain := from.LowerDomain()
 	if from.IsNull() {
 		domain = strings.ToLower(helo)
