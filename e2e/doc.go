@@ -6,10 +6,12 @@
 // installed in a throwaway root: the way a mail administrator would wire it
 // up.
 //
-// It contains only tests (run them with `go test ./e2e/`). Each scenario is a
-// named test that reads as a description of the daemon's behaviour; the
-// harness files (postfix_test.go, daemon_test.go, swaks_test.go, ...) know
-// how to run the tools but nothing about greylisting.
+// Run them with `go test ./e2e/`. The *_test.go files are the scenarios:
+// each is a named test that reads as a description of the daemon's
+// behaviour, with the helpers only it needs. The harness, in the
+// harness*.go files, knows how to run the tools (the daemon, Postfix,
+// swaks, miltertest, a milter client, Postgrey) but nothing about
+// greylisting.
 //
 // The tests need root and the Debian packages e2e/install-deps.sh installs
 // (postfix, swaks, miltertest, redis-server, postgrey, m4 for Sendmail's

@@ -19,18 +19,6 @@ import (
 // for all tests (see buildDaemon).
 var workDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "milter-grey-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
-	}
-	workDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // debianPackage names the package that provides a tool, for the skip message.
 var debianPackage = map[string]string{
 	"postfix":    "postfix",
