@@ -42,6 +42,7 @@ listen = "inet:127.0.0.1:$PORT"
 store = "$OUT/db"
 delay = "1s"
 greylist = "everyone"
+domain_trust = 0
 key_by_spf_domain = false
 hostname = "bench.test"
 EOF

@@ -25,8 +25,9 @@
 # round trip, through benchstat. Prints the table and the targets
 # (bench/report). Results stay in OUT (default: a new /tmp directory).
 #
-# The daemon runs with greylist = "everyone" and key_by_spf_domain =
-# false: under "suspicious" (the default) or with SPF keys on
+# The daemon runs with greylist = "everyone", domain_trust = 0 and
+# key_by_spf_domain = false: under "suspicious" (the default), with domain
+# trust or with SPF keys on (the defaults)
 # every message costs an SPF evaluation, which against a real resolver
 # measures that resolver and against a dead one (dns_server =
 # "127.0.0.9:53") the failure path, uncached; neither is the milter's own
@@ -119,6 +120,7 @@ store = "$store"
 delay = "1s"
 hostname = "bench.test"
 greylist = "everyone"
+domain_trust = 0
 $spf
 EOF
 	t0=$(date +%s%N)
