@@ -49,11 +49,17 @@ func Parse(s string) Address {
 		return a
 	}
 	if in, ok := parseInternal(s); ok {
-		if in.null {
+		switch {
+		case in.null && text == `""`:
+			// <"">: Postfix's internal form is empty, the null sender.
 			a.null = true
 			return a
+		case !in.null:
+			a.local, a.domain, a.parsed = in.local, in.domain, true
 		}
-		a.local, a.domain, a.parsed = in.local, in.domain, true
+		// Any other text that unquotes to nothing (a lone backslash)
+		// is garbage, not the null sender: its key form stays, so
+		// that normalising a key gives the key again.
 	}
 	text = strings.ToLower(text)
 	if i := strings.LastIndexByte(text, '@'); i >= 0 {

@@ -29,6 +29,8 @@ func TestParse(t *testing.T) {
 		{"<>", want{null: true, str: "<>"}},
 		{" < > ", want{null: true, str: "<>"}},
 		{`<"">`, want{null: true, str: "<>"}}, // Postfix's internal form of "" is the null sender
+		{`<\`, want{keyLocal: `\`, str: `\`}}, // garbage that unquotes to nothing is not the null sender
+		{`\`, want{keyLocal: `\`, str: `\`}},
 		// Quoting: the internal form is unquoted; the key form keeps the text.
 		{`"John Doe"@example.net`, want{qualified: true, local: "John Doe", domain: "example.net",
 			keyLocal: `"john doe"`, keyDom: "@example.net", str: "John Doe@example.net"}},
