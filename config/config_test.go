@@ -30,6 +30,19 @@ func writeFile(t *testing.T, name, text string) string {
 	return p
 }
 
+// writeAndLoad writes text to the configuration file at path and loads it.
+func writeAndLoad(t *testing.T, path, text string) *Config {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // tomlKeys maps each config key to its struct field index.
 func tomlKeys(t *testing.T) map[string]int {
 	t.Helper()
@@ -490,13 +503,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 	for _, name := range []string{"hash:" + abs, "texthash:nogreylist-senders", "proxy:hash:nogreylist-senders", "nogreylist-senders", abs} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, "milter-grey.toml")
-			if err := os.WriteFile(path, []byte("bypass_sender_files = ["+strconv.Quote(name)+"]\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(path, false)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := writeAndLoad(t, path, "bypass_sender_files = ["+strconv.Quote(name)+"]\n")
 			l, _, err := c.LoadLists()
 			if err != nil {
 				t.Fatal(err)
@@ -508,13 +515,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 	}
 	t.Run("an unsupported type is reported as such", func(t *testing.T) {
 		path := filepath.Join(dir, "milter-grey.toml")
-		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"cidr:nogreylist-senders\"]\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Load(path, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := writeAndLoad(t, path, "bypass_sender_files = [\"cidr:nogreylist-senders\"]\n")
 		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), "table type cidr: is not supported") {
 			t.Errorf("error %v, want table type cidr: is not supported", err)
 		}
@@ -524,13 +525,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, "milter-grey.toml")
-		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"pcre:senders.pcre\", \"hash:nogreylist-senders\"]\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Load(path, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := writeAndLoad(t, path, "bypass_sender_files = [\"pcre:senders.pcre\", \"hash:nogreylist-senders\"]\n")
 		l, _, err := c.LoadLists()
 		if err != nil {
 			t.Fatal(err)
@@ -545,13 +540,7 @@ func TestBypassFileWithTableType(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, "milter-grey.toml")
-		if err := os.WriteFile(path, []byte("bypass_sender_files = [\"pcre:bad.pcre\"]\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Load(path, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := writeAndLoad(t, path, "bypass_sender_files = [\"pcre:bad.pcre\"]\n")
 		if _, _, err := c.LoadLists(); err == nil || !strings.Contains(err.Error(), pcre+":2: ") || !strings.Contains(err.Error(), "lookahead") {
 			t.Errorf("error %v, want %s:2 and lookahead", err, pcre)
 		}
