@@ -1,6 +1,7 @@
 package greylist_test
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
 	"testing"
@@ -11,8 +12,8 @@ import (
 	. "github.com/milter-grey/milter-grey/greylist"
 )
 
-// earnTrust makes example.net's triplets pass after the delay n times, an
-// hour and more apart, from mx1 with SPF proving example.net; each pass
+// earnTrust makes example.net's triplets pass after the delay n times,
+// apart (after a 10-minute retry), from mx1 with SPF proving example.net; each pass
 // is a new recipient.
 func earnTrust(t *testing.T, e *Engine, clock *fakeClock, n int, apart time.Duration) {
 	t.Helper()
@@ -44,37 +45,42 @@ func TestDomainTrust(t *testing.T) {
 	trusted := outcome{Action: Pass, Reason: ReasonTrustedDomain, Match: "example.net"}
 	for _, c := range []struct {
 		name  string
-		n     int
+		trust int // domain_trust; 0: the default
+		n     int // passes earned, apart
 		apart time.Duration
 		setup func(*Engine)
 		next  Request
 		want  outcome
 	}{
-		{name: "earned: passes from another network when SPF proves it", n: 3, apart: 12 * time.Hour,
+		{name: "earned by one pass: another network passes when SPF proves it", n: 1,
 			next: req(otherNet, newRcpt, spfProves("example.net")), want: trusted},
-		{name: "a forged sender (SPF fail) gets nothing", n: 3, apart: 12 * time.Hour,
+		{name: "a forged sender (SPF fail) gets nothing", n: 1,
 			next: req(otherNet, newRcpt, spfSays(auth.ResultFail, "example.net")), want: greylistNew},
-		{name: "softfail gets nothing", n: 3, apart: 12 * time.Hour,
+		{name: "softfail gets nothing", n: 1,
 			next: req(otherNet, newRcpt, spfSays(auth.ResultSoftFail, "example.net")), want: greylistNew},
-		{name: "temperror gets nothing", n: 3, apart: 12 * time.Hour,
+		{name: "no SPF record gets nothing", n: 1,
+			next: req(otherNet, newRcpt, spfSays(auth.ResultNone, "example.net")), want: greylistNew},
+		{name: "temperror gets nothing", n: 1,
 			next: req(otherNet, newRcpt, spfSays(auth.ResultTempError, "example.net")), want: greylistNew},
-		{name: "a wide-open record gets nothing", n: 3, apart: 12 * time.Hour,
+		{name: "a wide-open record gets nothing", n: 1,
 			next: req(otherNet, newRcpt, func(r *Request) {
 				r.SPF = &auth.SPFResult{Result: auth.ResultPass, Domain: "example.net", WideOpen: true}
 			}), want: greylistNew},
-		{name: "per exact domain: a subdomain has its own", n: 3, apart: 12 * time.Hour,
+		{name: "per exact domain: a subdomain has its own", n: 1,
 			next: req(otherNet, newRcpt, sender("alice@bounce.example.net"), spfProves("bounce.example.net")), want: greylistNew},
-		{name: "a signed message replayed from an unauthorised host gets nothing", n: 3, apart: 12 * time.Hour,
+		{name: "per exact domain: the parent has its own", n: 1,
+			next: req(otherNet, newRcpt, sender("alice@net"), spfProves("net")), want: greylistNew},
+		{name: "a signed message replayed from an unauthorised host gets nothing", n: 1,
 			next: req(otherNet, newRcpt, spfSays(auth.ResultFail, "example.net"), at(AtEndOfMessage), func(r *Request) {
 				r.DKIM = &DKIMEvidence{Results: []auth.DKIMResult{{Domain: "example.net", Result: auth.ResultPass}}, FromFields: 1}
 			}), want: greylistNew},
-		{name: "not enough passes", n: 2, apart: 24 * time.Hour,
+		{name: "domain_trust 3: two passes are not enough", trust: 3, n: 2, apart: 2 * time.Hour,
 			next: req(otherNet, newRcpt, spfProves("example.net")), want: greylistNew},
-		{name: "a burst counts once an hour", n: 3, apart: 10 * time.Minute,
+		{name: "domain_trust 3: three passes an hour apart", trust: 3, n: 3, apart: time.Hour,
+			next: req(otherNet, newRcpt, spfProves("example.net")), want: trusted},
+		{name: "domain_trust 3: a burst counts once an hour", trust: 3, n: 3, apart: 10 * time.Minute,
 			next: req(otherNet, newRcpt, spfProves("example.net")), want: greylistNew},
-		{name: "passes within one day do not make trust", n: 4, apart: 4 * time.Hour,
-			next: req(otherNet, newRcpt, spfProves("example.net")), want: greylistNew},
-		{name: "never_trust_domains", n: 3, apart: 12 * time.Hour,
+		{name: "never_trust_domains", n: 1,
 			setup: func(e *Engine) {
 				l := *e.Lists()
 				l.NeverTrustDomains = &DomainList{}
@@ -82,11 +88,12 @@ func TestDomainTrust(t *testing.T) {
 				e.SetLists(&l)
 			},
 			next: req(otherNet, newRcpt, spfProves("example.net")), want: greylistNew},
-		{name: "the null sender does not use it", n: 3, apart: 12 * time.Hour,
+		{name: "the null sender does not use it", n: 1,
 			next: req(otherNet, newRcpt, sender(""), at(AfterEnvelope), spfProves("example.net")), want: greylistNew},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e, clock, _ := newTestEngine(t, Config{DomainTrust: 3})
+			trust := cmp.Or(c.trust, DefaultDomainTrust)
+			e, clock, _ := newTestEngine(t, Config{DomainTrust: trust})
 			if c.setup != nil {
 				c.setup(e)
 			}
@@ -102,8 +109,8 @@ func TestDomainTrust(t *testing.T) {
 // ends it at once; explain shows it and writes nothing.
 func TestDomainTrustBlocklistDeleteExplain(t *testing.T) {
 	bl := &fakeDNSList{zone: "bl.test"}
-	e, clock, store := newTestEngine(t, Config{DomainTrust: 3, DNSBL: bl})
-	earnTrust(t, e, clock, 3, 12*time.Hour)
+	e, clock, store := newTestEngine(t, Config{DomainTrust: DefaultDomainTrust, DNSBL: bl})
+	earnTrust(t, e, clock, 1, 0)
 	ctx := context.Background()
 	next := req(from(mx2), rcpt("new@example.org"), spfProves("example.net"))
 	if d := explain(e, ctx, next); d.Reason != ReasonTrustedDomain {

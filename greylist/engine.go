@@ -67,8 +67,7 @@ type Config struct {
 	KeyBySPFDomain bool
 	// DomainTrust is the number of triplets of a sender domain proven by
 	// SPF that must pass (be retried after the delay), counted at most
-	// once an hour and over at least DomainTrustSpan, before the domain is
-	// trusted: its mail then passes whenever SPF proves it again, from any
+	// once an hour, before the domain is trusted: its mail then passes whenever SPF proves it again, from any
 	// server its record authorises. 0 turns domain trust off.
 	DomainTrust int
 	// SPFKeyDropsLocalPart: in a triplet keyed by the SPF-proven domain,

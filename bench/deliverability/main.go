@@ -1,14 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/milter-grey/milter-grey/greylist"
 )
 
 func main() {
@@ -18,9 +22,14 @@ func main() {
 	flag.DurationVar(&sizes.Period, "period", sizes.Period, "the measured period")
 	flag.DurationVar(&sizes.Warmup, "warmup", sizes.Warmup, "history simulated before the measured period, not counted")
 	flag.Uint64Var(&sizes.Seed, "seed", sizes.Seed, "random seed: the same seed gives the same table")
+	passes := flag.Int("domain-trust", greylist.DefaultDomainTrust, "passes that make a proven domain trusted in the +trust policies (domain_trust)")
 	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "policies replayed at once")
 	flag.Parse()
-	if err := run(context.Background(), os.Stdout, sizes, policies(), *parallel); err != nil {
+	if *passes < 1 {
+		fmt.Fprintf(os.Stderr, "bench-deliverability: -domain-trust %d: want 1 or more\n", *passes)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), os.Stdout, sizes, policies(*passes), *parallel); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-deliverability: %v\n", err)
 		os.Exit(1)
 	}
@@ -59,10 +68,19 @@ the last recipient (spam: of the first) of the delayed messages; accepted: legit
 every recipient, spam by at least one. Every policy keys triplets by the SPF-proven domain
 (key_by_spf_domain) and auto-whitelists a client network after 5 passes. "everyone" greylists
 every new triplet, as before selective greylisting and domain trust: the targets compare with it.
-"suspicious" greylists a new triplet only when a trigger holds. +trust: learned domain trust after
-3 passes (domain_trust); (default): the shipped configuration; +DNSBL: a DNS blocklist
-(dnsbl_zones); without spf-unproven: greylist_triggers without it; +domain keys: a proven
-sender's key drops its local part (spf_key_drops_local_part).`)
+"suspicious" greylists a new triplet only when a trigger holds. +trust: learned domain trust
+(domain_trust); (default): the shipped configuration; +DNSBL: a DNS blocklist (dnsbl_zones);
+without spf-unproven: greylist_triggers without it; +domain keys: a proven sender's key drops
+its local part (spf_key_drops_local_part).`)
+	passes := greylist.DefaultDomainTrust
+	if i := slices.IndexFunc(ps, func(p policy) bool { return p.trust }); i >= 0 {
+		passes = cmp.Or(ps[i].passes, passes)
+	}
+	fmt.Fprintf(w, "+trust: domain_trust = %d", passes)
+	if passes != greylist.DefaultDomainTrust {
+		fmt.Fprintf(w, " (not the default, %d: the row marked default differs from the shipped configuration in that)", greylist.DefaultDomainTrust)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w)
 	for _, r := range results {
 		writeTable(w, r)

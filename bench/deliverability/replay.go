@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -21,24 +22,27 @@ type policy struct {
 	scope greylist.Scope
 	// triggers are the triggers of the suspicious scope (zero: all).
 	triggers greylist.Triggers
-	// trust: learned domain trust after 3 passes (domain_trust).
-	trust bool
+	// trust: learned domain trust (domain_trust), after passes passes
+	// (0: the default, greylist.DefaultDomainTrust).
+	trust  bool
+	passes int
 	// domainKeys: SPFKeyDropsLocalPart.
 	domainKeys bool
 	// dnsbl: a DNS blocklist is configured (none is by default).
 	dnsbl bool
 	// shipped: the configuration milter-grey ships (greylist =
-	// "suspicious", domain_trust = 3), the one the targets are for.
+	// "suspicious", domain trust on), the one the targets are for.
 	shipped bool
 }
 
 // policies are the configurations the report compares: greylisting
 // everyone as milter-grey did before selective greylisting and domain
 // trust came (the baseline the targets compare with), each scope with and
-// without trust, then the shipped default with one setting changed.
-func policies() []policy {
+// without trust, then the shipped default with one setting changed. Trust
+// takes passes passes (0: the default).
+func policies(passes int) []policy {
 	sus := greylist.Suspicious
-	return []policy{
+	ps := []policy{
 		{name: "everyone"},
 		{name: "everyone +trust", trust: true},
 		{name: "suspicious", scope: sus},
@@ -48,6 +52,10 @@ func policies() []policy {
 			triggers: greylist.AllTriggers &^ greylist.UseSPFUnproven},
 		{name: "suspicious +trust +domain keys", scope: sus, trust: true, domainKeys: true},
 	}
+	for i := range ps {
+		ps[i].passes = passes
+	}
+	return ps
 }
 
 // sameButTrust reports whether p and q have the same settings, except perhaps
@@ -60,7 +68,7 @@ func (p policy) sameButTrust(q policy) bool {
 func (p policy) config(w *world, now func() time.Time) greylist.Config {
 	trust := 0
 	if p.trust {
-		trust = greylist.DefaultDomainTrust
+		trust = cmp.Or(p.passes, greylist.DefaultDomainTrust)
 	}
 	cfg := greylist.Config{
 		KeyBySPFDomain:       true,
@@ -93,6 +101,9 @@ type outcome struct {
 	// trustedDomain: the envelope sender's domain was a trusted domain
 	// at the first attempt (whether or not SPF proved it).
 	trustedDomain bool
+	// unproven: SPF did not prove the sender for the client of the first
+	// attempt, so no trust keyed by an SPF proof could spare it the 451.
+	unproven bool
 	// passReason is the reason of the first recipient's pass, "" when
 	// none passed.
 	passReason greylist.Reason
@@ -110,6 +121,7 @@ func replay(ctx context.Context, sc *scenario, p policy) ([]outcome, error) {
 	clock := func() time.Time { return now }
 	store := memstore.New(clock)
 	eng := greylist.New(store, p.config(&sc.world, clock))
+	spf := spfChecker{w: &sc.world, now: clock}
 	eng.SetLists(&greylist.Lists{DynamicNames: greylist.DefaultNamePatterns()})
 
 	type queued struct {
@@ -151,6 +163,9 @@ func replay(ctx context.Context, sc *scenario, p policy) ([]outcome, error) {
 		}
 		h := msg.sender.hosts[q.host]
 		m := &greylist.Message{Client: h.ip, ClientName: h.name, Helo: msg.helo, Sender: envelope.Parse(msg.from)}
+		if a.n == 1 {
+			out.unproven = !spf.Check(ctx, m.Client, m.Helo, m.Sender).Proven()
+		}
 		deferred := q.pending[:0]
 		for _, rcpt := range q.pending {
 			d := eng.Decide(ctx, m, rcpt, greylist.AtRcpt)

@@ -22,6 +22,9 @@ type stats struct {
 	// trustedDomain: messages whose envelope sender's domain was trusted
 	// at their first attempt.
 	trustedDomain int
+	// unprovenDelayed: delayed messages whose sender SPF did not prove
+	// at their first attempt.
+	unprovenDelayed int
 	// passReasons: of the accepted spam, the reason of the first pass.
 	passReasons map[greylist.Reason]int
 }
@@ -50,6 +53,9 @@ func (s *stats) add(o outcome, rcpts int, legitimate bool, at time.Time) {
 		return
 	}
 	s.delayed++
+	if o.unproven {
+		s.unprovenDelayed++
+	}
 	if s.triggers == nil {
 		s.triggers = make(map[greylist.Trigger]int)
 	}
@@ -221,12 +227,13 @@ func writeTargets(w io.Writer, rs []*result) {
 func writeTrust(w io.Writer, rs []*result) {
 	fmt.Fprintln(w, "### Learned domain trust: each scope with and without it")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| policy | legitimate delayed (with trust: ≤ half) | one-time codes delayed | bots accepted (with trust: ≤) | DKIM replay accepted (with trust: ≤) | DKIM replay of a trusted domain | snowshoe accepted |")
-	fmt.Fprintln(w, "|---|---|--:|---|---|--:|--:|")
+	fmt.Fprintln(w, "| policy | legitimate delayed (with trust: ≤ half) | of which SPF did not prove the sender | one-time codes delayed | bots accepted (with trust: ≤) | DKIM replay accepted (with trust: ≤) | DKIM replay of a trusted domain | snowshoe accepted |")
+	fmt.Fprintln(w, "|---|---|--:|--:|---|---|--:|--:|")
 	row := func(r *result, legit, bots, replay string) {
 		dr := &r.classes[DKIMReplay]
-		fmt.Fprintf(w, "| %s | %s%s | %s | %s%s | %s%s | %s | %s |\n", r.policy.name,
-			percent(r.legit.delayedShare()), legit, percent(r.classes[OneTimeCode].delayedShare()),
+		fmt.Fprintf(w, "| %s | %s%s | %s | %s | %s%s | %s%s | %s | %s |\n", r.policy.name,
+			percent(r.legit.delayedShare()), legit, percent(share(r.legit.unprovenDelayed, r.legit.messages)),
+			percent(r.classes[OneTimeCode].delayedShare()),
 			percent(r.bots.acceptedShare()), bots, percent(dr.acceptedShare()), replay,
 			percent(share(dr.trustedDomain, dr.messages)), percent(r.classes[Snowshoe].acceptedShare()))
 	}
@@ -239,18 +246,26 @@ func writeTrust(w io.Writer, rs []*result) {
 			continue
 		}
 		o := rs[without]
+		halved := met(2*r.legit.delayed <= o.legit.delayed)
+		if 2*r.legit.delayed > o.legit.delayed && 2*o.legit.unprovenDelayed > o.legit.delayed {
+			halved += ", out of reach"
+		}
 		row(o, "", "", "")
-		row(r, " "+met(2*r.legit.delayed <= o.legit.delayed), " "+met(r.bots.accepted <= o.bots.accepted),
+		row(r, " "+halved, " "+met(r.bots.accepted <= o.bots.accepted),
 			" "+met(r.classes[DKIMReplay].accepted <= o.classes[DKIMReplay].accepted))
 	}
 	fmt.Fprintln(w, `
-DKIM replay of a trusted domain: the share of replayed messages whose
-envelope domain was trusted when they came. Trust is used only when SPF
-proves the domain for the client, and DKIM never earns or uses it. Under
+Of which SPF did not prove the sender: the legitimate messages delayed
+whose sender SPF did not prove for the client of their first attempt (no
+record, fail, softfail, a DNS failure). Trust is used only when SPF proves
+the domain for the client, so no setting of domain_trust can spare them;
+"out of reach" marks a scope where they are more than half of the delays
+without trust, so that no trust keyed by SPF could halve them. DKIM replay
+of a trusted domain: the share of replayed messages whose envelope domain
+was trusted when they came; DKIM never earns or uses trust. Under
 "suspicious", a sender SPF proves is greylisted only when a trigger catches
 its client (no FCrDNS, a dynamic name, a failed blocklist lookup), and only
-such senders can earn trust and be spared by it; those SPF does not prove
-(no record, fail, softfail, temperror) it cannot vouch for.`)
+such senders can earn trust and be spared by it.`)
 	fmt.Fprintln(w)
 }
 
