@@ -111,6 +111,9 @@ func FuzzParsePatterns(f *testing.F) {
 	f.Add("if !/^a/\n/(x)?y/ [$1]$$\nendif\n/@/!/b/ OK\n", "xy@b")
 	f.Add("/(?!a)/ OK\n/\\1/ OK\n/[[.a.]]/ OK\n${\n", "<>")
 	f.Add("/ a # c/x ${1}\n/a/ $(1\n/(a)/U $1\n", `"a b"@c`)
+	// Skipped lines around if and endif: a lookup must still end.
+	f.Add("/^c@/ OK\nif /a/\n/b/ OK\n", "c@x")
+	f.Add("if /a/\nif /(/\n/b/ OK\nendif junk\nendif\n/c/ OK\nendif\n", "c@x")
 	f.Fuzz(func(t *testing.T, text, addr string) {
 		for _, typ := range []string{"regexp", "pcre"} {
 			tb, warnings, err := Parse(DefaultOptions(), typ+":f", strings.NewReader(text))

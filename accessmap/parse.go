@@ -11,41 +11,44 @@ import (
 	"strings"
 )
 
-// Warning is something about a table entry that an admin should know but
+// Warning is something about a table line that an admin should know but
 // that does not stop the table from loading: an action that is not a
-// bypass, a duplicate key, a key that can never match.
+// bypass, a duplicate key, a key that can never match; or a line that
+// cannot be parsed (Skipped).
 type Warning struct {
 	File   string
 	Line   int
 	Key    string // the key as written (not folded)
 	Action string
 	Msg    string
+	// Skipped: the line cannot be parsed and is left out, as postmap(1)
+	// and Postfix's regexp and pcre tables leave it out with a warning.
+	// Leaving out a bypass line can only greylist its senders, so the rest
+	// of the table loads; check-config fails on such a line.
+	Skipped bool
 }
 
-// String formats the warning for a log: "file:line: msg: key action".
+// String formats the warning for a log: "file:line: msg: key action", and
+// "file:line: msg (line skipped)".
 func (w Warning) String() string {
 	s := w.File + ":" + strconv.Itoa(w.Line) + ": " + w.Msg
 	if w.Key != "" {
 		s += ": " + w.Key + " " + w.Action
 	}
+	if w.Skipped {
+		s += " (line skipped)"
+	}
 	return s
 }
 
-// SyntaxError is a line that postmap(1) would skip with a warning. Load
-// and Parse refuse the whole table instead, so that a reload keeps the
-// previous table and the admin sees file:line.
-type SyntaxError struct {
-	File string
+// syntaxError is a line logicalLines cannot make an entry of; the readers
+// turn it into a skipped-line Warning.
+type syntaxError struct {
 	Line int
 	Msg  string
 }
 
-func (e *SyntaxError) Error() string {
-	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg
-}
-
-// maxErrors bounds the syntax errors reported for one table.
-const maxErrors = 20
+func (e *syntaxError) Error() string { return "line " + strconv.Itoa(e.Line) + ": " + e.Msg }
 
 // Load reads the access tables at paths, in order, as one table. A key
 // found in several places is decided by its first occurrence: within a file
@@ -62,12 +65,13 @@ const maxErrors = 20
 // pattern table (see Pattern tables). Other types (cidr:, network tables)
 // are an error.
 //
-// The error is an *os.PathError for a file that cannot be read, or joins
-// one *SyntaxError per bad line (at most 20). The warnings are for a log.
+// A line that cannot be parsed is skipped and reported in a Warning with
+// Skipped set. The error is for a file that cannot be used: it cannot be
+// read (an *os.PathError), it is a binary file (the .db postmap writes), or
+// its table type is not supported. The warnings are for a log.
 func Load(opts Options, paths ...string) (*Table, []Warning, error) {
 	t := newTable(opts)
 	var warnings []Warning
-	var errs []error
 	var fp fingerprintBuilder
 	for i, p := range paths {
 		kind, path, err := tableSource(p)
@@ -87,16 +91,12 @@ func Load(opts Options, paths ...string) (*Table, []Warning, error) {
 			return nil, nil, err
 		}
 		fp.add(path, fi)
-		w, e := t.readTable(kind, i, path, f)
+		w, err := t.readTable(kind, i, path, f)
 		f.Close()
 		warnings = append(warnings, w...)
-		errs = append(errs, e...)
-		if len(errs) >= maxErrors {
-			break
+		if err != nil {
+			return nil, warnings, err
 		}
-	}
-	if len(errs) > 0 {
-		return nil, warnings, errors.Join(errs...)
 	}
 	t.fp = fp.fingerprint()
 	return t, warnings, nil
@@ -112,9 +112,9 @@ func Parse(opts Options, name string, r io.Reader) (*Table, []Warning, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	warnings, errs := t.readTable(kind, 0, name, r)
-	if len(errs) > 0 {
-		return nil, warnings, errors.Join(errs...)
+	warnings, err := t.readTable(kind, 0, name, r)
+	if err != nil {
+		return nil, warnings, err
 	}
 	return t, warnings, nil
 }
@@ -157,17 +157,17 @@ func tableSource(p string) (tableKind, string, error) {
 }
 
 // readTable adds the table in r, the order-th given, to t.
-func (t *Table) readTable(kind tableKind, order int, name string, r io.Reader) ([]Warning, []error) {
+func (t *Table) readTable(kind tableKind, order int, name string, r io.Reader) ([]Warning, error) {
 	if kind == indexedTable {
 		if _, ok := t.order[name]; !ok {
 			t.order[name] = order
 		}
 		return t.read(name, r)
 	}
-	p, warnings, errs := readPatterns(kind, name, r)
+	p, warnings, err := readPatterns(kind, name, r)
 	p.order = order
 	t.patterns = append(t.patterns, p)
-	return warnings, errs
+	return warnings, err
 }
 
 // isTableType reports whether typ names a Postfix lookup table type.
@@ -182,37 +182,31 @@ func isTableType(typ string) bool {
 	return false
 }
 
-// addLineError adds err, from logicalLines, to errs with the file's name,
-// and says whether reading stops: at maxErrors, or at a read error (which
-// is not about one line).
-func addLineError(errs []error, name string, err error) (_ []error, stop bool) {
-	var se *SyntaxError
+// lineProblem sorts an error from logicalLines: a line to skip, reported
+// as a Warning, or an error about the whole file, which stops reading it.
+func lineProblem(name string, err error) (*Warning, error) {
+	var se *syntaxError
 	if errors.As(err, &se) {
-		se.File = name
-	} else {
-		err = fmt.Errorf("%s: %w", name, err)
+		return &Warning{File: name, Line: se.Line, Msg: se.Msg, Skipped: true}, nil
 	}
-	errs = append(errs, err)
-	return errs, len(errs) >= maxErrors || se == nil
+	return nil, fmt.Errorf("%s: %w", name, err)
 }
 
 // read adds the entries of one file to t.
-func (t *Table) read(name string, r io.Reader) (warnings []Warning, errs []error) {
+func (t *Table) read(name string, r io.Reader) (warnings []Warning, _ error) {
 	seen := make(map[string]int) // folded key -> line, in this file
 	for ll, err := range logicalLines(r) {
 		if err != nil {
-			var stop bool
-			if errs, stop = addLineError(errs, name, err); stop {
-				break
+			w, err := lineProblem(name, err)
+			if err != nil {
+				return warnings, err
 			}
+			warnings = append(warnings, *w)
 			continue
 		}
 		key, value, msg := splitKeyValue(ll.text)
 		if msg != "" {
-			errs = append(errs, &SyntaxError{File: name, Line: ll.line, Msg: msg})
-			if len(errs) >= maxErrors {
-				break
-			}
+			warnings = append(warnings, Warning{File: name, Line: ll.line, Msg: msg, Skipped: true})
 			continue
 		}
 		warn := func(msg string) {
@@ -249,7 +243,7 @@ func (t *Table) read(name string, r io.Reader) (warnings []Warning, errs []error
 		}
 		t.entries[folded] = m
 	}
-	return warnings, errs
+	return warnings, nil
 }
 
 // deadKey explains why Postfix never looks up key, or returns "".
@@ -366,14 +360,10 @@ func logicalLines(r io.Reader) func(yield func(logicalLine, error) bool) {
 			lineno++
 			line = strings.TrimSuffix(line, "\n")
 			if strings.IndexByte(line, 0) >= 0 {
-				// postmap's .db output, or some other binary file.
-				if !yield(logicalLine{}, &SyntaxError{Line: lineno, Msg: "NUL byte: not an access(5) text file (give the file postmap reads, not the .db it writes)"}) {
-					return
-				}
-				if err == io.EOF {
-					break
-				}
-				continue
+				// postmap's .db output, or some other binary file: the
+				// wrong file, not a bad line.
+				yield(logicalLine{}, fmt.Errorf("line %d: NUL byte: not an access(5) text file (give the file postmap reads, not the .db it writes)", lineno))
+				return
 			}
 			i := 0
 			for i < len(line) && isSpace(line[i]) {
@@ -384,7 +374,7 @@ func logicalLines(r io.Reader) func(yield func(logicalLine, error) bool) {
 				// blank or comment: skipped, does not end a logical line
 			case i > 0:
 				if start == 0 {
-					if !yield(logicalLine{}, &SyntaxError{Line: lineno, Msg: "line starts with white space but continues no entry (postmap: logical line must not start with whitespace)"}) {
+					if !yield(logicalLine{}, &syntaxError{Line: lineno, Msg: "line starts with white space but continues no entry (postmap: logical line must not start with whitespace)"}) {
 						return
 					}
 					break

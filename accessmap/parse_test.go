@@ -74,44 +74,59 @@ func TestParseLineNumbers(t *testing.T) {
 	}
 }
 
-// Lines that postmap skips with a warning make the table fail to load.
+// Lines that postmap skips with a warning are skipped, each with a Warning
+// naming file and line; the other lines load.
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
-		name string
-		text string
-		want []string // each error's text, in order
+		name    string
+		text    string
+		want    []string // each skipped line's warning, in order
+		entries int      // the entries that load
 	}{
-		{"a key with no value", "a.test OK\nnovalue\n", []string{`f:2: "novalue" has no value; expected format: key whitespace value`}},
-		{"a key with white space only after it", "a.test   \t\n", []string{`f:1: "a.test" has no value; expected format: key whitespace value`}},
-		{"an unbalanced quote", "\"a b OK\n", []string{`f:1: unbalanced '"' in the key`}},
-		{"a first line starting with white space", "  a.test OK\nb.test OK\n", []string{"f:1: line starts with white space but continues no entry (postmap: logical line must not start with whitespace)"}},
-		{"a binary file", "a.test OK\n\x00\x01\x02\n", []string{"f:2: NUL byte: not an access(5) text file (give the file postmap reads, not the .db it writes)"}},
+		{"a key with no value", "a.test OK\nnovalue\n", []string{`f:2: "novalue" has no value; expected format: key whitespace value (line skipped)`}, 1},
+		{"a key with white space only after it", "a.test   \t\n", []string{`f:1: "a.test" has no value; expected format: key whitespace value (line skipped)`}, 0},
+		{"an unbalanced quote", "\"a b OK\n", []string{`f:1: unbalanced '"' in the key (line skipped)`}, 0},
+		{"a first line starting with white space", "  a.test OK\nb.test OK\n", []string{"f:1: line starts with white space but continues no entry (postmap: logical line must not start with whitespace) (line skipped)"}, 1},
 		{"every bad line is reported", "a\nb OK\nc\n", []string{
-			`f:1: "a" has no value; expected format: key whitespace value`,
-			`f:3: "c" has no value; expected format: key whitespace value`}},
+			`f:1: "a" has no value; expected format: key whitespace value (line skipped)`,
+			`f:3: "c" has no value; expected format: key whitespace value (line skipped)`}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb, _, err := Parse(DefaultOptions(), "f", strings.NewReader(tt.text))
-			if err == nil {
-				t.Fatalf("Parse succeeded with %d entries", tb.Len())
+			tb, warnings, err := Parse(DefaultOptions(), "f", strings.NewReader(tt.text))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tb != nil {
-				t.Error("Parse returned a table with its error")
+			var got []string
+			for _, w := range warnings {
+				if !w.Skipped || w.File != "f" || w.Line == 0 {
+					t.Errorf("warning %+v: want a skipped line with file and line", w)
+				}
+				got = append(got, w.String())
 			}
-			if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, tt.want) {
-				t.Errorf("error\n got %q\nwant %q", got, tt.want)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("warnings\n got %q\nwant %q", got, tt.want)
 			}
-			var se *SyntaxError
-			if !errors.As(err, &se) || se.File != "f" || se.Line == 0 {
-				t.Errorf("error %v is not a *SyntaxError with file and line", err)
+			if tb.Len() != tt.entries {
+				t.Errorf("%d entries, want %d", tb.Len(), tt.entries)
 			}
 		})
 	}
-	t.Run("the errors are bounded", func(t *testing.T) {
-		_, _, err := Parse(DefaultOptions(), "f", strings.NewReader(strings.Repeat("x\n", 1000)))
-		if n := strings.Count(err.Error(), "\n") + 1; n != maxErrors {
-			t.Errorf("%d errors, want %d", n, maxErrors)
+	t.Run("a binary file is an error, not a line to skip", func(t *testing.T) {
+		tb, _, err := Parse(DefaultOptions(), "f", strings.NewReader("a.test OK\n\x00\x01\x02\n"))
+		want := "f: line 2: NUL byte: not an access(5) text file (give the file postmap reads, not the .db it writes)"
+		if err == nil || err.Error() != want || tb != nil {
+			t.Errorf("Parse = %v, %v; want no table and %q", tb, err, want)
+		}
+	})
+	t.Run("many bad lines do not lose the good ones", func(t *testing.T) {
+		text := strings.Repeat("x\n", 1000) + "last.test OK\n"
+		tb, warnings, err := Parse(DefaultOptions(), "f", strings.NewReader(text))
+		if err != nil || len(warnings) != 1000 {
+			t.Fatalf("Parse: %d warnings, %v", len(warnings), err)
+		}
+		if _, ok := tb.Lookup(envelope.Parse("a@last.test")); !ok {
+			t.Error("the good line after the bad ones did not load")
 		}
 	})
 	t.Run("a read error names the file", func(t *testing.T) {
@@ -251,13 +266,18 @@ func TestLoad(t *testing.T) {
 			t.Errorf("error %v", err)
 		}
 	})
-	t.Run("a syntax error names file and line", func(t *testing.T) {
+	t.Run("a bad line is skipped with file and line, the rest loads", func(t *testing.T) {
 		bad := filepath.Join(dir, "bad")
-		writeFile(t, bad, "# c\nexample.org\n")
-		_, _, err := Load(DefaultOptions(), path, bad)
-		var se *SyntaxError
-		if !errors.As(err, &se) || se.File != bad || se.Line != 2 {
-			t.Errorf("error %v", err)
+		writeFile(t, bad, "# c\nexample.org\nexample.net OK\n")
+		tb, warnings, err := Load(DefaultOptions(), path, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warnings) != 1 || !warnings[0].Skipped || warnings[0].File != bad || warnings[0].Line != 2 {
+			t.Errorf("warnings %+v, want %s:2 skipped", warnings, bad)
+		}
+		if _, ok := tb.Lookup(envelope.Parse("a@example.net")); !ok {
+			t.Error("the line after the bad one did not load")
 		}
 	})
 }

@@ -118,34 +118,63 @@ func (p *patternTable) len() int {
 	return n
 }
 
-// readPatterns reads a regexp: or pcre: table. Lines Postfix would skip
-// with a warning are errors here, as in access(5) files.
-func readPatterns(kind tableKind, name string, r io.Reader) (*patternTable, []Warning, []error) {
+// readPatterns reads a regexp: or pcre: table. A line Postfix would skip
+// with a warning is skipped, with a Warning, as in access(5) files; so is
+// a pattern RE2 cannot match. Leaving out a rule must never let a sender
+// through that the table stops, so:
+//   - a bad rule whose result is a plain bypass (OK) is left out alone: its
+//     senders are greylisted;
+//   - a bad rule with any other result (DUNNO, REJECT, one that cannot be
+//     read) may have stopped the lookup before a later bypass rule: the
+//     rest of the file is left out;
+//   - a bad if leaves out its whole block, up to its endif.
+func readPatterns(kind tableKind, name string, r io.Reader) (*patternTable, []Warning, error) {
 	p := &patternTable{name: name}
 	var warnings []Warning
-	var errs []error
+	skip := func(line int, msg string) {
+		warnings = append(warnings, Warning{File: name, Line: line, Msg: msg, Skipped: true})
+	}
 	var open []int // the indexes of the ifs not yet closed
+	dropDepth := 0 // > 0: inside the block of a bad if, at this depth
 	for ll, err := range logicalLines(r) {
 		if err != nil {
-			var stop bool
-			if errs, stop = addLineError(errs, name, err); stop {
-				break
+			w, err := lineProblem(name, err)
+			if err != nil {
+				return p, warnings, err
+			}
+			warnings = append(warnings, *w)
+			continue
+		}
+		line := trimSpace(ll.text)
+		if dropDepth > 0 {
+			switch {
+			case keyword(line, "if"):
+				dropDepth++
+			case keyword(line, "endif"):
+				dropDepth--
 			}
 			continue
 		}
-		ru, w, msg := parseRule(kind, trimSpace(ll.text))
+		ru, w, msg := parseRule(kind, line)
 		if msg != "" {
-			errs = append(errs, &SyntaxError{File: name, Line: ll.line, Msg: msg})
-			if len(errs) >= maxErrors {
-				break
-			}
-			// A bad if or endif still opens or closes its block, so that
-			// one mistake is reported once.
 			switch {
 			case ru.op == opIf:
-				open = append(open, -1)
+				skip(ll.line, msg+"; the rules up to its endif are left out")
+				dropDepth = 1
 			case ru.op == opEndif && len(open) > 0:
+				// It still closes its block, so that one mistake is
+				// reported once.
+				skip(ll.line, msg)
+				if i := open[len(open)-1]; i >= 0 {
+					p.rules[i].endif = len(p.rules)
+					p.rules = append(p.rules, rule{op: opEndif, key: "endif", line: ll.line})
+				}
 				open = open[:len(open)-1]
+			case ru.op == opEndif || skippedRuleBypasses(kind, line):
+				skip(ll.line, msg)
+			default:
+				skip(ll.line, msg+"; the rule may stop the lookup before the rules after it, so the rest of the file is left out")
+				return p, closeIfs(p, name, open, warnings), nil
 			}
 			continue
 		}
@@ -158,7 +187,7 @@ func readPatterns(kind tableKind, name string, r io.Reader) (*patternTable, []Wa
 			open = append(open, len(p.rules))
 		case opEndif:
 			if len(open) == 0 {
-				errs = append(errs, &SyntaxError{File: name, Line: ll.line, Msg: "endif without a matching if"})
+				skip(ll.line, "endif without a matching if")
 				continue
 			}
 			if i := open[len(open)-1]; i >= 0 {
@@ -168,12 +197,37 @@ func readPatterns(kind tableKind, name string, r io.Reader) (*patternTable, []Wa
 		}
 		p.rules = append(p.rules, ru)
 	}
+	return p, closeIfs(p, name, open, warnings), nil
+}
+
+// closeIfs ends the blocks of the ifs still open at the end of p: each runs
+// to the end of the file, so that when its pattern does not apply the rest
+// of the file is skipped. It returns warnings with one more for each.
+func closeIfs(p *patternTable, name string, open []int, warnings []Warning) []Warning {
 	for _, i := range open {
 		if i >= 0 {
-			errs = append(errs, &SyntaxError{File: name, Line: p.rules[i].line, Msg: "if without a matching endif"})
+			p.rules[i].endif = len(p.rules)
+			warnings = append(warnings, Warning{File: name, Line: p.rules[i].line, Msg: "if without a matching endif: it runs to the end of the file"})
 		}
 	}
-	return p, warnings, errs
+	return warnings
+}
+
+// skippedRuleBypasses reports whether a match rule that cannot be loaded
+// has a plain bypass for its result (OK or all-numerical, no $number), so
+// that leaving it out only greylists the senders it names.
+func skippedRuleBypasses(kind tableKind, line string) bool {
+	_, rest, msg := cutPattern(kind, line)
+	if msg != "" {
+		return false
+	}
+	if kind == regexpTable && strings.HasPrefix(rest, "!") {
+		if _, rest, msg = cutPattern(kind, rest); msg != "" {
+			return false
+		}
+	}
+	result := trimSpace(rest)
+	return result != rest && !strings.Contains(result, "$") && classify(result) == accept
 }
 
 // resultText gives a result back as written, for warnings.

@@ -1,7 +1,6 @@
 package accessmap
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,8 +143,8 @@ func TestPatternLookup(t *testing.T) {
 }
 
 // A rule Postfix would skip with a warning, and a pattern that Go's
-// regexp (RE2) cannot match as PCRE or glibc would, are errors naming file
-// and line.
+// regexp (RE2) cannot match as PCRE or glibc would, are skipped with a
+// warning naming file and line; the other rules load.
 func TestPatternErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -188,24 +187,51 @@ func TestPatternErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			text := "# line 1\n/^fine@/ OK\n" + tt.rule + "\n"
-			_, _, err := Parse(DefaultOptions(), tt.typ+":senders", strings.NewReader(text))
-			var se *SyntaxError
-			if !errors.As(err, &se) {
-				t.Fatalf("Parse(%q) = %v, want a *SyntaxError", tt.rule, err)
+			tb, warnings, err := Parse(DefaultOptions(), tt.typ+":senders", strings.NewReader(text))
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.rule, err)
 			}
-			if se.File != "senders" || se.Line != 3 || !strings.Contains(se.Msg, tt.text) {
-				t.Errorf("error %q (file %q, line %d), want senders:3 and %q", err, se.File, se.Line, tt.text)
+			if len(warnings) == 0 {
+				t.Fatalf("Parse(%q): no warning", tt.rule)
 			}
-			if !strings.HasPrefix(err.Error(), "senders:3: ") {
-				t.Errorf("error %q does not start with file:line", err)
+			w := warnings[0]
+			if !w.Skipped || w.File != "senders" || w.Line != 3 || !strings.Contains(w.Msg, tt.text) {
+				t.Errorf("warning %+v, want senders:3 skipped and %q", w, tt.text)
+			}
+			if !strings.HasPrefix(w.String(), "senders:3: ") {
+				t.Errorf("warning %q does not start with file:line", w)
+			}
+			if _, ok := tb.Lookup(envelope.Parse("fine@example.com")); !ok {
+				t.Error("the good rule did not load")
 			}
 		})
 	}
-	t.Run("an if without endif is reported at the if", func(t *testing.T) {
-		_, _, err := Parse(DefaultOptions(), "pcre:senders", strings.NewReader("if /a/\n/b/ OK\n"))
-		var se *SyntaxError
-		if !errors.As(err, &se) || se.Line != 1 || !strings.Contains(se.Msg, "endif") {
-			t.Errorf("error %v, want line 1 without endif", err)
+	t.Run("a bad endif still closes its if", func(t *testing.T) {
+		tb, warnings, err := Parse(DefaultOptions(), "pcre:senders", strings.NewReader("if /a/\n/b/ OK\nendif junk\n/^c@/ OK\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warnings) != 1 || !warnings[0].Skipped || warnings[0].Line != 3 {
+			t.Errorf("warnings %+v, want line 3 skipped", warnings)
+		}
+		for addr, want := range map[string]bool{"c@x.test": true, "b@a.test": true, "b@x.test": false} {
+			if _, ok := tb.Lookup(envelope.Parse(addr)); ok != want {
+				t.Errorf("Lookup(%s) = %v, want %v", addr, ok, want)
+			}
+		}
+	})
+	t.Run("an if without endif is reported at the if and runs to the end", func(t *testing.T) {
+		tb, warnings, err := Parse(DefaultOptions(), "pcre:senders", strings.NewReader("/^c@/ OK\nif /a/\n/b/ OK\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warnings) != 1 || warnings[0].Line != 2 || !strings.Contains(warnings[0].Msg, "endif") {
+			t.Errorf("warnings %+v, want line 2 without endif", warnings)
+		}
+		for addr, want := range map[string]bool{"c@x.test": true, "b@a.test": true, "b@x.test": false} {
+			if _, ok := tb.Lookup(envelope.Parse(addr)); ok != want {
+				t.Errorf("Lookup(%s) = %v, want %v", addr, ok, want)
+			}
 		}
 	})
 }
@@ -301,5 +327,54 @@ func TestPosixToRE2(t *testing.T) {
 		if msg != "" || got != tt.want {
 			t.Errorf("posixToRE2(%q) = %q, %q; want %q", tt.in, got, msg, tt.want)
 		}
+	}
+}
+
+// Leaving out a rule never lets through a sender the table stops: a bad
+// bypass rule is left out alone, a bad rule with another result takes the
+// rest of the file with it, a bad if its block.
+func TestPatternSkipsSafely(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		text    string
+		bypass  map[string]bool
+		skipped int // lines reported skipped
+	}{
+		{"a bad bypass rule is left out alone",
+			"/^(?!x)a@/ OK\n/^b@/ OK\n",
+			map[string]bool{"a@p.test": false, "b@p.test": true}, 1},
+		{"a bad exception leaves out the rest of the file",
+			"/^first@/ OK\n/^(?!x)noreply@p\\.test$/ DUNNO\n/@p\\.test$/ OK\n",
+			map[string]bool{"first@p.test": true, "noreply@p.test": false, "other@p.test": false}, 1},
+		{"a bad rule with $number in its result leaves out the rest",
+			"/^(?!x)(a)@/ $1\n/^b@/ OK\n",
+			map[string]bool{"b@p.test": false}, 1},
+		{"a bad rule whose result cannot be read leaves out the rest",
+			"/^a@ OK\n/^b@/ OK\n",
+			map[string]bool{"b@p.test": false}, 1},
+		{"a bad if leaves out its block, nested ifs included",
+			"if /(?!x)@p\\.test$/\n/^a@/ OK\nif /b/\n/^b@/ OK\nendif\nendif\n/^c@/ OK\n",
+			map[string]bool{"a@p.test": false, "b@p.test": false, "c@p.test": true}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tb, warnings, err := Parse(DefaultOptions(), "pcre:senders", strings.NewReader(tt.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, w := range warnings {
+				if w.Skipped {
+					n++
+				}
+			}
+			if n != tt.skipped {
+				t.Errorf("%d lines skipped, want %d: %v", n, tt.skipped, warnings)
+			}
+			for addr, want := range tt.bypass {
+				if _, bypass := tb.Lookup(envelope.Parse(addr)); bypass != want {
+					t.Errorf("Lookup(%s) bypass = %v, want %v", addr, bypass, want)
+				}
+			}
+		})
 	}
 }

@@ -52,7 +52,7 @@ func (c *Config) Zones() (block, allow []dnslist.Zone) {
 // ListNotes is what loading the lists found that does not stop them from
 // loading but that the admin must be told.
 type ListNotes struct {
-	Bypass []accessmap.Warning // bypass entries that bypass nothing (REJECT, …)
+	Bypass []accessmap.Warning // bypass entries that bypass nothing (REJECT, …), lines skipped
 	Lists  greylist.ListReport // list lines skipped, optional files absent
 }
 

@@ -274,6 +274,29 @@ func TestBypassPCRETableListedSenderPassesForgerIsGreylisted(t *testing.T) {
 	}
 }
 
+// Lines of a pcre: table that cannot be loaded do not stop the daemon nor
+// the mail: a bypass rule Go's regexp cannot match is left out alone, an
+// exception after the listed rule takes the rest of the file with it (so
+// that nothing it stops gets through), and the listed sender still passes.
+func TestBypassTableWithBadLinesStillWorks(t *testing.T) {
+	t.Parallel()
+	table := filepath.Join(t.TempDir(), "nogreylist-senders.pcre")
+	must(t, os.WriteFile(table, []byte("# senders that skip greylisting\n"+
+		"/^(?!bounce@)news@example\\.net$/ OK\n"+
+		"/@example\\.com$/ OK\n"+
+		"/^(?!x)ceo@example\\.org$/ DUNNO\n"+
+		"/@example\\.org$/ OK\n"), 0o644))
+	s := startBypassSite(t, map[string]string{"bypass_sender_files": "[" + strconv.Quote("pcre:"+table) + "]"})
+	s.d.WaitLog(t, 5*time.Second, "bypass list line skipped", table+":2: ", "lookahead")
+	s.d.WaitLog(t, 5*time.Second, "bypass list line skipped", table+":4: ", "the rest of the file is left out")
+	s.d.WaitLog(t, 5*time.Second, "milter-grey started", "bypass_senders=1")
+
+	from, token := listedFrom(), uniqueName()
+	out, code := s.send(t, authorisedIP, from, token)
+	expectAccepted(t, out, code, bypassRcpt)
+	s.d.WaitLog(t, 5*time.Second, "action=pass", "reason=bypass-spf", table+`:3 /@example\\.com$/ OK`, from)
+}
+
 // (4) A valid signature by another domain proves nothing about the
 // sender: greylisted.
 func TestBypassDKIMOfAnotherDomainIsGreylisted(t *testing.T) {

@@ -346,6 +346,10 @@ func logListWarnings(log *slog.Logger, n config.ListNotes) {
 		log.Info("optional list file absent; skipped", "file", path)
 	}
 	for _, w := range n.Bypass {
+		if w.Skipped {
+			log.Warn("bypass list line skipped", "warning", w.String())
+			continue
+		}
 		log.Warn("bypass list entry", "warning", w.String())
 	}
 }

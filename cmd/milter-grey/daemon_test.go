@@ -288,6 +288,13 @@ func TestReloadSwapsListsAndKeepsThemWhenBroken(t *testing.T) {
 			logs: []string{"level=WARN msg=\"list line skipped\"", "rcpts:2", "value=@", "msg=\"lists reloaded\""},
 		},
 		{
+			name: "a bad line in a bypass table is skipped with a warning; the rest reloads",
+			config: "whitelist_recipients = [\"boss@\"]\nbypass_sender_files = [" +
+				strconv.Quote(writeFile(t, "bypass", "partner.test OK\nnovalue\n")) + "]\n",
+			vip: false, boss: true,
+			logs: []string{"level=WARN msg=\"bypass list line skipped\"", "bypass:2: ", "(line skipped)", "msg=\"lists reloaded\"", "bypass_senders=1"},
+		},
+		{
 			name:   "a fixed file is taken again",
 			config: "whitelist_recipients = [\"boss@\"]\n",
 			vip:    false, boss: true,

@@ -335,7 +335,13 @@ func runCheckConfig(o *options, _ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "milter-grey: %v\n", err)
 		return 1
 	}
+	bad := len(notes.Lists.Skipped)
 	for _, w := range notes.Bypass {
+		if w.Skipped {
+			bad++
+			fmt.Fprintf(stderr, "milter-grey: %s\n", w)
+			continue
+		}
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	for _, path := range notes.Lists.Absent {
@@ -346,8 +352,8 @@ func runCheckConfig(o *options, _ []string, stdout, stderr io.Writer) int {
 	for _, e := range notes.Lists.Skipped {
 		fmt.Fprintf(stderr, "milter-grey: %v (serve skips this line)\n", e)
 	}
-	if n := len(notes.Lists.Skipped); n > 0 {
-		fmt.Fprintf(stderr, "milter-grey: %s: %d list line(s) cannot be parsed\n", c.Path(), n)
+	if bad > 0 {
+		fmt.Fprintf(stderr, "milter-grey: %s: %d list line(s) cannot be parsed\n", c.Path(), bad)
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", c.Path())

@@ -30,6 +30,8 @@ func TestRun(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "absent.toml")
 	badList := writeFile(t, "clients", "192.0.2\n# a comment\n10\n")
 	withBadList := writeFile(t, "badlist.toml", "whitelist_client_files = ["+strconv.Quote(badList)+"]\n")
+	badBypass := writeFile(t, "bypass", "partner.test OK\nnovalue\n")
+	withBadBypass := writeFile(t, "badbypass.toml", "bypass_sender_files = ["+strconv.Quote(badBypass)+"]\n")
 	absentLocal := filepath.Join(t.TempDir(), "clients.local")
 	withAbsentLocal := writeFile(t, "local.toml", "whitelist_client_files = [\"?"+absentLocal+"\"]\n")
 	missingList := filepath.Join(t.TempDir(), "absent-list")
@@ -60,6 +62,11 @@ func TestRun(t *testing.T) {
 			name: "check-config fails on a list line that serve would skip",
 			args: []string{"check-config", "-config", withBadList},
 			code: 1, stderr: []string{badList + `:3: bad IP address "10"`, "serve skips this line", "1 list line(s) cannot be parsed"},
+		},
+		{
+			name: "check-config fails on a bypass line that serve would skip",
+			args: []string{"check-config", "-config", withBadBypass},
+			code: 1, stderr: []string{badBypass + `:2: "novalue" has no value`, "(line skipped)", "1 list line(s) cannot be parsed"},
 		},
 		{
 			name: "check-config accepts an absent optional list file and says so",
