@@ -33,12 +33,12 @@ const (
 //     recipient whitelists (exemption), then a DNS allowlist (DNSWL);
 //  2. the null sender waits until after the envelope (Later);
 //  3. the client auto-whitelist, unless a DNS blocklist lists the client;
-//     then learned domain trust (domaintrust.go);
-//  4. the bypass list: a listed sender proven by SPF passes; one that SPF
+//  4. learned domain trust, when SPF proves the sender (domaintrust.go);
+//  5. the bypass list: a listed sender proven by SPF passes; one that SPF
 //     does not prove waits for DKIM at end of message (Defer), unless its
 //     triplet passes anyway; at end of message an aligned DKIM signature
 //     proves it (dkimProof);
-//  5. the triplet state machine (Policy.Step), keyed by the SPF-proven
+//  6. the triplet state machine (Policy.Step), keyed by the SPF-proven
 //     domain when KeyBySPFDomain is on; under the Suspicious scope a new
 //     triplet without a trigger (trigger) passes and is recorded as
 //     passed (Policy.Admit).
