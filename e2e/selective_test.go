@@ -195,3 +195,31 @@ func TestDomainTrustThroughPostfix(t *testing.T) {
 		expectGreylisted(t, out, code, selRcpt)
 	})
 }
+
+// Under the defaults (greylist = "suspicious", domain_trust = 1), trust is
+// what spares a proven domain's servers that trip a trigger: once one of
+// them passed after the delay, another one without a forward-confirmed
+// name passes at once, from the record's other /24.
+func TestDomainTrustUnderTheDefaultsThroughPostfix(t *testing.T) {
+	t.Parallel()
+	s := startSelectiveSite(t, nil)
+
+	from := goodSender()
+	out, code := s.send(t, selNoNameIP, "", from, uniqueName())
+	expectGreylisted(t, out, code, selRcpt)
+	s.d.WaitLog(t, 5*time.Second, "action=greylist", "trigger=no-fcrdns", from)
+	// Its other server, not trusted yet, waits too.
+	other := goodSender()
+	out, code = s.send(t, "203.0.113.22", "", other, uniqueName())
+	expectGreylisted(t, out, code, selRcpt)
+
+	time.Sleep(afterDelay)
+	out, code = s.send(t, selNoNameIP, "", from, uniqueName())
+	expectAccepted(t, out, code, selRcpt)
+	s.d.WaitLog(t, 5*time.Second, "action=pass", "reason=retried", from)
+
+	next := goodSender()
+	out, code = s.send(t, "203.0.113.23", "", next, uniqueName())
+	expectAccepted(t, out, code, selRcpt)
+	s.d.WaitLog(t, 5*time.Second, "action=pass", "reason=trusted-domain", "match=good.e2e.test", next)
+}
