@@ -22,9 +22,10 @@ type Warning struct {
 	Action string
 	Msg    string
 	// Skipped: the line cannot be parsed and is left out, as postmap(1)
-	// and Postfix's regexp and pcre tables leave it out with a warning.
-	// Leaving out a bypass line can only greylist its senders, so the rest
-	// of the table loads; check-config fails on such a line.
+	// leaves it out with a warning, so that the rest of the table loads
+	// and one typo does not stop the daemon (check-config fails on such a
+	// line). Pattern tables leave out more where a rule Postfix would
+	// keep cannot be loaded (readPatterns).
 	Skipped bool
 }
 
