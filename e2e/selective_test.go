@@ -199,7 +199,8 @@ func TestDomainTrustThroughPostfix(t *testing.T) {
 // Under the defaults (greylist = "suspicious", domain_trust = 1), trust is
 // what spares a proven domain's servers that trip a trigger: once one of
 // them passed after the delay, another one without a forward-confirmed
-// name passes at once, from the record's other /24.
+// name passes at once, from the record's other /24; one with a dynamic
+// name does not.
 func TestDomainTrustUnderTheDefaultsThroughPostfix(t *testing.T) {
 	t.Parallel()
 	s := startSelectiveSite(t, nil)
@@ -222,4 +223,11 @@ func TestDomainTrustUnderTheDefaultsThroughPostfix(t *testing.T) {
 	out, code = s.send(t, "203.0.113.23", "", next, uniqueName())
 	expectAccepted(t, out, code, selRcpt)
 	s.d.WaitLog(t, 5*time.Second, "action=pass", "reason=trusted-domain", "match=good.e2e.test", next)
+
+	// A client with a dynamic name gets nothing from the trust, even where
+	// the domain's record authorises it.
+	dyn := goodSender()
+	out, code = s.send(t, selDynamicIP, "dyn-198-51-100-12.pool.isp.test", dyn, uniqueName())
+	expectGreylisted(t, out, code, selRcpt)
+	s.d.WaitLog(t, 5*time.Second, "action=greylist", "trigger=dynamic-name", dyn)
 }

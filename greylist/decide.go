@@ -183,9 +183,7 @@ func (e *Engine) signals(ctx context.Context, m *Message, l *Lists, dnsbl *listA
 		s.spf, s.spfProven = spf.Result, spf.Proven()
 		s.dnsFailure = s.dnsFailure || spf.Result == auth.ResultTempError
 	}
-	if m.ClientName != "" && l.DynamicNames != nil {
-		s.dynamicName, _ = l.DynamicNames.Match(m.ClientName)
-	}
+	s.dynamicName = m.dynamicName(l)
 	return s
 }
 

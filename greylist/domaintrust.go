@@ -42,6 +42,10 @@ import (
 //   - A client on a DNS blocklist neither earns nor uses trust, nor does a
 //     domain in never_trust_domains; the null sender (whose SPF identity is
 //     the HELO name) neither.
+//   - Nor does a client whose name is a dynamic one (DynamicNames): a
+//     residential address is where bots run, and some SPF records
+//     authorise a whole access provider's range; the domain's own mail
+//     server there has the auto-whitelist.
 
 // DomainPrefix starts the key of a domain's trust record: d:DOMAIN.
 const DomainPrefix = "d:"
@@ -126,7 +130,7 @@ func (l *DomainList) Len() int {
 // trustable returns the domain of m's sender that SPF proves for its
 // client, if it may earn or use trust.
 func (e *Engine) trustable(ctx context.Context, m *Message, l *Lists, blocklisted bool) (string, bool) {
-	if e.cfg.DomainTrust <= 0 || blocklisted || m.Sender.IsNull() {
+	if e.cfg.DomainTrust <= 0 || blocklisted || m.Sender.IsNull() || m.dynamicName(l) != "" {
 		return "", false
 	}
 	spf, ok := m.checkSPF(ctx, e.cfg.SPF)

@@ -13,13 +13,13 @@ import (
 )
 
 // earnTrust makes example.net's triplets pass after the delay n times,
-// apart (after a 10-minute retry), from mx1 with SPF proving example.net; each pass
+// apart (after a 10-minute retry), from mx1 (changed by opts) with SPF proving example.net; each pass
 // is a new recipient.
-func earnTrust(t *testing.T, e *Engine, clock *fakeClock, n int, apart time.Duration) {
+func earnTrust(t *testing.T, e *Engine, clock *fakeClock, n int, apart time.Duration, opts ...func(*Request)) {
 	t.Helper()
 	ctx := context.Background()
 	for i := range n {
-		r := req(spfProves("example.net"), rcpt("earn"+string(rune('a'+i))+"@example.org"))
+		r := req(append([]func(*Request){spfProves("example.net"), rcpt("earn" + string(rune('a'+i)) + "@example.org")}, opts...)...)
 		if d := decide(e, ctx, r); d.Reason != ReasonNew {
 			t.Fatalf("pass %d, first attempt: %+v", i, d)
 		}
@@ -48,6 +48,7 @@ func TestDomainTrust(t *testing.T) {
 		trust int // domain_trust; 0: the default
 		n     int // passes earned, apart
 		apart time.Duration
+		earn  []func(*Request) // how the passes are made, beyond the defaults
 		setup func(*Engine)
 		next  Request
 		want  outcome
@@ -88,6 +89,13 @@ func TestDomainTrust(t *testing.T) {
 				e.SetLists(&l)
 			},
 			next: req(otherNet, newRcpt, spfProves("example.net")), want: greylistNew},
+		{name: "a client with a dynamic name does not use it", n: 1, setup: dynamicNames,
+			next: req(otherNet, newRcpt, named("pool-203-0-114-9.isp.example"), spfProves("example.net")), want: greylistNew},
+		{name: "a client with a dynamic name does not earn it", n: 1, setup: dynamicNames,
+			earn: []func(*Request){named("pool-192-0-2-1.isp.example")},
+			next: req(otherNet, newRcpt, spfProves("example.net")), want: greylistNew},
+		{name: "a client with a plain name uses it", n: 1, setup: dynamicNames,
+			next: req(otherNet, newRcpt, named("mx3.example.net"), spfProves("example.net")), want: trusted},
 		{name: "the null sender does not use it", n: 1,
 			next: req(otherNet, newRcpt, sender(""), at(AfterEnvelope), spfProves("example.net")), want: greylistNew},
 	} {
@@ -97,12 +105,19 @@ func TestDomainTrust(t *testing.T) {
 			if c.setup != nil {
 				c.setup(e)
 			}
-			earnTrust(t, e, clock, c.n, c.apart)
+			earnTrust(t, e, clock, c.n, c.apart, c.earn...)
 			if got := outcomeOf(decide(e, context.Background(), c.next)); got != c.want {
 				t.Errorf("next message: %+v, want %+v", got, c.want)
 			}
 		})
 	}
+}
+
+// dynamicNames sets the shipped dynamic-name patterns.
+func dynamicNames(e *Engine) {
+	l := *e.Lists()
+	l.DynamicNames = DefaultNamePatterns()
+	e.SetLists(&l)
 }
 
 // A blocklisted client neither uses nor earns trust; deleting the record

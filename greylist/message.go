@@ -38,6 +38,9 @@ type Message struct {
 	spf     auth.SPFResult
 	spfDone bool
 
+	dynamic     string // the dynamic-name pattern ClientName matches, or ""
+	dynamicDone bool
+
 	dkim *DKIMEvidence // set at end of message
 
 	dnsbl, dnswl listAnswer // the DNS lists' answers for Client
@@ -74,6 +77,18 @@ func (m *Message) listedSender(l *Lists) (accessmap.Match, bool) {
 		m.bypassDone = true
 	}
 	return m.bypass, m.listed
+}
+
+// dynamicName returns the pattern of l.DynamicNames that the client's
+// name matches (a residential or dynamic address), or "", once per message.
+func (m *Message) dynamicName(l *Lists) string {
+	if !m.dynamicDone {
+		if m.ClientName != "" && l.DynamicNames != nil {
+			m.dynamic, _ = l.DynamicNames.Match(m.ClientName)
+		}
+		m.dynamicDone = true
+	}
+	return m.dynamic
 }
 
 // SPF returns the message's SPF result, if it was evaluated.
