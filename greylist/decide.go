@@ -96,7 +96,7 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 		if err != nil {
 			return v.failed(err)
 		}
-		if trusted {
+		if trusted && !dynamicClient(m, l) {
 			return Decision{Action: Pass, Reason: ReasonTrustedDomain, Match: trustDomain, SPF: spfLog(m.SPF())}
 		}
 	}
@@ -160,7 +160,7 @@ func (e *Engine) decide(ctx context.Context, v view, m *Message, rcpt envelope.A
 		if awl {
 			v.retried(ctx, client, now)
 		}
-		if trustable { // a server the domain's SPF record authorises retried
+		if trustable && !dynamicClient(m, l) { // a server the domain's SPF record authorises retried
 			v.domainRetried(ctx, trustDomain, now)
 		}
 	}

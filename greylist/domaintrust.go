@@ -127,10 +127,16 @@ func (l *DomainList) Len() int {
 	return len(l.domains)
 }
 
+// dynamicClient reports whether m's client has a dynamic name, which
+// neither earns nor uses trust. It is asked only once trust is at stake (a
+// trusted domain, or a retried triplet), since matching the patterns costs
+// more than the rest of a known triplet's decision.
+func dynamicClient(m *Message, l *Lists) bool { return m.dynamicName(l) != "" }
+
 // trustable returns the domain of m's sender that SPF proves for its
-// client, if it may earn or use trust.
+// client, if it may earn or use trust (but see dynamicClient).
 func (e *Engine) trustable(ctx context.Context, m *Message, l *Lists, blocklisted bool) (string, bool) {
-	if e.cfg.DomainTrust <= 0 || blocklisted || m.Sender.IsNull() || m.dynamicName(l) != "" {
+	if e.cfg.DomainTrust <= 0 || blocklisted || m.Sender.IsNull() {
 		return "", false
 	}
 	spf, ok := m.checkSPF(ctx, e.cfg.SPF)
